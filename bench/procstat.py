@@ -1,0 +1,95 @@
+"""CPU time of a server's whole process tree, read from /proc (no psutil).
+
+A server is measured as the root process we started plus every live descendant (nginx's
+worker, edgecdn's extra workers). Each process counts utime+stime+cutime+cstime: when a
+child exits and is reaped, its time moves into its parent's cutime/cstime, so the tree total
+stays monotonic and a before/after difference is the CPU the server burnt in between.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat that the bench uses (times in clock ticks)."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    utime: int
+    stime: int
+    cutime: int
+    cstime: int
+
+    @property
+    def ticks(self) -> int:
+        return self.utime + self.stime + self.cutime + self.cstime
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse one /proc/<pid>/stat line; comm may hold spaces and parentheses."""
+    lpar, rpar = text.index("("), text.rindex(")")
+    pid = int(text[:lpar])
+    comm = text[lpar + 1 : rpar]
+    rest = text[rpar + 2 :].split()
+    # rest[0] is field 3 (state); utime is field 14 -> rest[11]
+    return ProcStat(
+        pid=pid,
+        comm=comm,
+        state=rest[0],
+        ppid=int(rest[1]),
+        utime=int(rest[11]),
+        stime=int(rest[12]),
+        cutime=int(rest[13]),
+        cstime=int(rest[14]),
+    )
+
+
+def read_all(proc: Path = Path("/proc")) -> dict[int, ProcStat]:
+    """Every process's stat; processes that vanish while we read are skipped."""
+    out: dict[int, ProcStat] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            out[int(entry.name)] = parse_stat((entry / "stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def tree(stats: dict[int, ProcStat], root: int) -> list[ProcStat]:
+    """The root and all its live descendants (zombies included: their time is not yet reaped)."""
+    children: dict[int, list[int]] = {}
+    for st in stats.values():
+        children.setdefault(st.ppid, []).append(st.pid)
+    out: list[ProcStat] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        st = stats.get(pid)
+        if st is None:
+            continue
+        out.append(st)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def tree_ticks(root: int, proc: Path = Path("/proc")) -> int:
+    """Total CPU ticks (user+system, reaped children included) of the tree under root."""
+    return sum(st.ticks for st in tree(read_all(proc), root))
+
+
+def tree_pids(root: int, proc: Path = Path("/proc")) -> list[int]:
+    return [st.pid for st in tree(read_all(proc), root)]
+
+
+def ticks_to_seconds(ticks: int, clk_tck: int = CLK_TCK) -> float:
+    return ticks / clk_tck

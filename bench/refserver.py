@@ -1,0 +1,177 @@
+"""A bare uvloop + httptools hit server: the yardstick ``bench serve`` is validated against.
+
+Not a cache anyone should run: a miss blocks the loop while it fetches the whole object
+from the origin (the bench only misses during warm-up). What it is for is the hit path,
+with three ways of sending the body so they can be measured rather than guessed:
+
+- ``memory``: the body is bytes in memory, written with ``transport.write``;
+- ``sendfile``: the body is a file; the header goes through the transport, then
+  ``os.sendfile`` writes the file straight into the socket until it would block, and the
+  rest (if any) is ``pread`` and handed to the transport;
+- ``pread``: the body is a file, ``os.pread`` into bytes, then ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httptools
+
+MODES = ("memory", "sendfile", "pread")
+SMALL = 64 * 1024  # below this, header and body go out as one write
+
+_HEAD = (b"HTTP/1.1 200 OK\r\nServer: refserver\r\nContent-Type: application/octet-stream\r\n"
+         b"Content-Length: %d\r\nCache-Status: %s\r\n\r\n")
+_404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@dataclass(slots=True)
+class Entry:
+    size: int
+    head_hit: bytes
+    body: bytes | None  # memory mode
+    fd: int  # file modes, else -1
+
+
+class Store:
+    """Objects by URL path; fills from the origin on first request (blocking, warm-up only)."""
+
+    def __init__(self, origin: str, mode: str, cache_dir: Path) -> None:
+        self.origin = origin.rstrip("/")
+        self.mode = mode
+        self.cache_dir = cache_dir
+        self.entries: dict[bytes, Entry] = {}
+        self.sendfile_fallbacks = 0
+
+    def fill(self, path: bytes) -> Entry | None:
+        try:
+            with urllib.request.urlopen(self.origin + path.decode(), timeout=10) as r:
+                body = r.read()
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        size = len(body)
+        head = _HEAD % (size, b"refserver; hit")
+        if self.mode == "memory":
+            e = Entry(size, head, body, -1)
+        else:
+            f = self.cache_dir / f"{len(self.entries):08d}"
+            f.write_bytes(body)
+            e = Entry(size, head, None, os.open(f, os.O_RDONLY))
+        self.entries[path] = e
+        return e
+
+
+class RefProtocol(asyncio.Protocol):
+    __slots__ = ("store", "parser", "transport", "sock_fd", "url")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.sock_fd = -1
+        self.url = b""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        self.sock_fd = transport.get_extra_info("socket").fileno()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.write(_400)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_message_complete(self) -> None:
+        t = self.transport
+        assert t is not None
+        path = self.url.split(b"?", 1)[0]
+        e = self.store.entries.get(path)
+        if e is None:
+            e = self.store.fill(path)
+            if e is None:
+                t.write(_404)
+                return
+            head = _HEAD % (e.size, b"refserver; fwd=miss; stored")
+        else:
+            head = e.head_hit
+        if self.store.mode == "memory":
+            assert e.body is not None
+            if e.size < SMALL:
+                t.write(head + e.body)
+            else:
+                t.write(head)
+                t.write(e.body)
+        elif self.store.mode == "pread":
+            body = os.pread(e.fd, e.size, 0)
+            if e.size < SMALL:
+                t.write(head + body)
+            else:
+                t.write(head)
+                t.write(body)
+        else:
+            self._sendfile(t, head, e)
+        if not self.parser.should_keep_alive():
+            t.close()
+
+    def _sendfile(self, t: asyncio.Transport, head: bytes, e: Entry) -> None:
+        t.write(head)
+        off = 0
+        if t.get_write_buffer_size() == 0:  # header is on the wire: nothing to reorder
+            while off < e.size:
+                try:
+                    n = os.sendfile(self.sock_fd, e.fd, off, e.size - off)
+                except BlockingIOError:
+                    break
+                if n == 0:
+                    break
+                off += n
+        if off < e.size:
+            self.store.sendfile_fallbacks += 1
+            t.write(os.pread(e.fd, e.size - off, off))
+
+
+async def serve(host: str, port: int, store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: RefProtocol(store), host, port, backlog=1024,
+                                      reuse_port=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvloop
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--listen", required=True, help="HOST:PORT")
+    ap.add_argument("--origin", required=True, help="http://host:port")
+    ap.add_argument("--mode", choices=MODES, default="memory")
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    a = ap.parse_args(argv)
+    host, _, port = a.listen.rpartition(":")
+    with tempfile.TemporaryDirectory(prefix="refserver-") as tmp:
+        store = Store(a.origin, a.mode, a.cache_dir or Path(tmp))
+        uvloop.run(serve(host, int(port), store))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,317 @@
+"""``edgecdn bench serve``: hit serving, edgecdn beside nginx proxy_cache, in one run.
+
+Every peer runs pinned to the server core with wrk pinned to the other, serves the same
+content (2 MiB segments and 16 KiB objects from a local origin), is warmed until every
+path is a verified hit, and is measured in interleaved rounds (the order flips each round,
+since run-to-run spread here is large); each figure is the median over rounds.
+
+The server's CPU is read from /proc for its whole process tree before and after each wrk
+run: on a 2-core machine wrk often saturates first, so CPU per GB and per 10,000 requests
+are the figures to compare, not raw throughput.
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import procstat
+from bench import serve_servers as srv
+from bench import wrk as wrkmod
+from bench.serve_origin import SizeClass, content, write_tree
+
+MISSING_DEPS = ("{what} not found on PATH: run `make bench-deps` "
+                "(installs the nginx-light and wrk system packages)")
+
+
+@dataclass
+class BenchConfig:
+    servers: list[str]
+    baseline: str | None = "nginx"
+    rounds: int = 3
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    connections: int = 32
+    classes: list[SizeClass] = field(default_factory=lambda: [
+        SizeClass("segment", 2 * 1024 * 1024, 16), SizeClass("object", 16 * 1024, 256)])
+    server_cpu: int | None = None
+    load_cpu: int | None = None
+    memory_cache: str = "256MiB"
+    disk_cache: str = "2GiB"
+
+
+@dataclass
+class Sample:
+    """One wrk run against one peer for one size class."""
+
+    server: str
+    size_class: str
+    size: int
+    round: int
+    requests: int
+    duration_s: float
+    bytes_read: int
+    p99_ms: float
+    server_cpu_s: float
+    wrk_cpu_s: float
+    errors: int
+
+    @property
+    def payload_gb(self) -> float:
+        return self.requests * self.size / 1e9
+
+    def metrics(self) -> dict[str, float]:
+        d, gb, n = self.duration_s, self.payload_gb, self.requests
+        return {
+            "req_per_s": n / d if d else 0.0,
+            "gb_per_s": gb / d if d else 0.0,
+            "p99_ms": self.p99_ms,
+            "cpu_s_per_gb": self.server_cpu_s / gb if gb else float("nan"),
+            "cpu_s_per_10k_req": self.server_cpu_s / n * 1e4 if n else float("nan"),
+            "server_core_util": self.server_cpu_s / d if d else 0.0,
+            "wrk_core_util": self.wrk_cpu_s / d if d else 0.0,
+            "header_bytes": self.bytes_read / n - self.size if n else float("nan"),
+        }
+
+
+METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req",
+           "server_core_util", "wrk_core_util", "header_bytes")
+RATIO_METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req")
+
+
+def medians(samples: list[Sample]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (server, size class): the median of each metric over rounds."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for s in samples:
+        groups.setdefault((s.server, s.size_class), []).append(s.metrics())
+    return {k: {m: statistics.median(r[m] for r in rows) for m in METRICS}
+            for k, rows in groups.items()}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def ratios(med: dict[tuple[str, str], dict[str, float]], num: str, den: str
+           ) -> dict[str, dict[str, float]]:
+    """Per size class: num/den of each ratio metric (of medians)."""
+    out: dict[str, dict[str, float]] = {}
+    for (server, sc), m in med.items():
+        if server != num or (den, sc) not in med:
+            continue
+        out[sc] = {k: ratio(m[k], med[(den, sc)][k]) for k in RATIO_METRICS}
+    return out
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None
+    limit: str
+    ok: bool | None  # None: not measured in this run
+
+
+def targets(all_ratios: dict[str, dict[str, dict[str, float]]]) -> list[Target]:
+    """The issue's targets, from the ratios this run measured."""
+    vs = all_ratios.get("edgecdn/nginx", {})
+    w2 = all_ratios.get("edgecdn-w2/edgecdn", {})
+
+    def t(name: str, v: float | None, limit: str, ok: Callable[[float], bool]) -> Target:
+        return Target(name, v, limit, None if v is None else ok(v))
+
+    cpu_gb = vs.get("segment", {}).get("cpu_s_per_gb")
+    rps = vs.get("object", {}).get("req_per_s")
+    per_req = [w2[sc]["cpu_s_per_10k_req"] for sc in w2]
+    return [
+        t("edgecdn/nginx CPU per GB, 2 MiB segments", cpu_gb, "<= 1.0", lambda v: v <= 1.0),
+        t("edgecdn/nginx req/s, 16 KiB objects", rps, ">= 1.0", lambda v: v >= 1.0),
+        t("workers 2/1 CPU per request (worst size)", max(per_req) if per_req else None,
+          "<= 1.10", lambda v: v <= 1.10),
+    ]
+
+
+def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def warm(r: srv.Running, classes: list[SizeClass], attempts: int = 20) -> None:
+    """Request every path until the peer reports a hit with the right bytes, or fail."""
+    hdr = r.peer.cache_header.lower()
+    for sc in classes:
+        for path in sc.paths():
+            want = content(path, sc.size)
+            for i in range(attempts):
+                status, headers, body = http_get(r.port, path)
+                if status != 200 or body != want:
+                    raise BenchError(f"{r.peer.name} {path}: status {status}, "
+                                     f"{len(body)} bytes (want 200 and {sc.size} exact bytes)")
+                if srv.is_hit(r.peer.kind, headers.get(hdr)):
+                    break
+                if i >= 2:  # an asynchronous store may need a moment to commit
+                    time.sleep(0.02 * i)
+            else:
+                raise BenchError(f"{r.peer.name} never reported a hit for {path} "
+                                 f"({r.peer.cache_header}: {headers.get(hdr)!r})")
+
+
+def verify_hits(r: srv.Running, classes: list[SizeClass]) -> None:
+    hdr = r.peer.cache_header.lower()
+    for sc in classes:
+        for path in sc.paths()[:: max(1, sc.count // 8)]:
+            _, headers, body = http_get(r.port, path)
+            if not srv.is_hit(r.peer.kind, headers.get(hdr)) or len(body) != sc.size:
+                raise BenchError(f"{r.peer.name} {path} was not a full hit after the run "
+                                 f"({r.peer.cache_header}: {headers.get(hdr)!r})")
+
+
+@dataclass
+class Plan:
+    """What ``run`` needs besides the config: binaries and where things go."""
+
+    wrk_bin: str
+    nginx_bin: str | None
+    workdir: Path
+
+
+def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchConfig,
+            rnd: int, duration_s: float) -> Sample:
+    cmd = wrkmod.command(plan.wrk_bin, r.url, script, connections=cfg.connections,
+                         duration_s=duration_s, cpu=cfg.load_cpu)
+    before = procstat.tree_ticks(r.proc.pid)
+    res, wrk_cpu = wrkmod.run(cmd, timeout=duration_s + 30)
+    after = procstat.tree_ticks(r.proc.pid)
+    if r.proc.poll() is not None:
+        raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
+    return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,
+                  requests=res.requests, duration_s=res.duration_s, bytes_read=res.bytes_read,
+                  p99_ms=res.p99_us / 1e3, server_cpu_s=procstat.ticks_to_seconds(after - before),
+                  wrk_cpu_s=wrk_cpu, errors=res.total_errors)
+
+
+@dataclass
+class Report:
+    config: dict
+    samples: list[Sample]
+    medians: dict[tuple[str, str], dict[str, float]]
+    ratios: dict[str, dict[str, dict[str, float]]]
+    targets: list[Target]
+
+    def to_json(self) -> dict:
+        return {
+            "config": self.config,
+            "results": [{"server": s, "size_class": sc, **m}
+                        for (s, sc), m in self.medians.items()],
+            "ratios": self.ratios,
+            "targets": [asdict(t) for t in self.targets],
+            "samples": [{**asdict(s), **s.metrics()} for s in self.samples],
+        }
+
+
+Progress = Callable[[str, int, int], None]  # (description, done, total)
+
+
+def default_cpus() -> tuple[int, int]:
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[0], cpus[1] if len(cpus) > 1 else cpus[0]
+
+
+def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> Report:
+    """Start the origin and every peer, warm and verify, measure interleaved, stop all."""
+    peers = srv.resolve(cfg.servers)
+    root = plan.workdir / "origin"
+    write_tree(root, cfg.classes)
+    running: list[srv.Running] = []
+    origin = None
+    try:
+        progress("starting origin", 0, 1)
+        port = srv.free_port()
+        origin = subprocess.Popen(
+            [sys.executable, "-m", "bench.serve_origin", "--listen", f"127.0.0.1:{port}",
+             "--root", str(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+        origin_run = srv.Running(srv.Peer("origin", "origin"), port, origin, root,
+                                 plan.workdir / "none")
+        srv.wait_port(origin_run, 30)
+        origin_url = origin_run.url
+        for p in peers:
+            progress(f"starting {p.name}", 0, 1)
+            running.append(srv.start(p, origin_url, plan.workdir / p.name, cpu=cfg.server_cpu,
+                                     memory_cache=cfg.memory_cache, disk_cache=cfg.disk_cache,
+                                     nginx_bin=plan.nginx_bin))
+        scripts = {}
+        for sc in cfg.classes:
+            scripts[sc.name] = plan.workdir / f"{sc.name}.lua"
+            scripts[sc.name].write_text(wrkmod.lua_script(sc.paths()))
+        for r in running:
+            progress(f"warming {r.peer.name}", 0, 1)
+            warm(r, cfg.classes)
+            if cfg.warmup_s > 0:
+                for sc in cfg.classes:
+                    measure(r, sc, scripts[sc.name], plan, cfg, -1, cfg.warmup_s)
+            warm(r, cfg.classes, attempts=1)  # still all hits after the load warm-up
+        samples: list[Sample] = []
+        total = cfg.rounds * len(cfg.classes) * len(running)
+        for rnd in range(cfg.rounds):
+            order = running if rnd % 2 == 0 else running[::-1]
+            for sc in cfg.classes:
+                for r in order:
+                    progress(f"round {rnd + 1}/{cfg.rounds} {sc.name} {r.peer.name}",
+                             len(samples), total)
+                    s = measure(r, sc, scripts[sc.name], plan, cfg, rnd, cfg.duration_s)
+                    if s.errors:
+                        raise BenchError(f"{r.peer.name}: {s.errors} wrk errors/non-2xx on "
+                                         f"{sc.name}:\n{r.log_tail()}")
+                    samples.append(s)
+        progress("verifying hits", total, total)
+        for r in running:
+            verify_hits(r, cfg.classes)
+    finally:
+        for r in running:
+            srv.stop(r)
+        if origin is not None:
+            srv.stop(srv.Running(srv.Peer("origin", "origin"), 0, origin, root, root))
+    med = medians(samples)
+    names = [p.name for p in peers]
+    rat: dict[str, dict[str, dict[str, float]]] = {}
+    if cfg.baseline in names:
+        for n in names:
+            if n != cfg.baseline:
+                rat[f"{n}/{cfg.baseline}"] = ratios(med, n, cfg.baseline)
+    if "edgecdn-w2" in names and "edgecdn" in names:
+        rat["edgecdn-w2/edgecdn"] = ratios(med, "edgecdn-w2", "edgecdn")
+    conf = {k: v for k, v in asdict(cfg).items() if k != "classes"}
+    conf["classes"] = [asdict(c) for c in cfg.classes]
+    conf["clk_tck"] = procstat.CLK_TCK
+    return Report(conf, samples, med, rat, targets(rat))
+
+
+def check_deps(cfg: BenchConfig) -> Plan:
+    """Find wrk (and nginx when a peer needs it) or raise with the make target to run."""
+    wrk_bin = wrkmod.find_wrk()
+    if wrk_bin is None:
+        raise BenchError(MISSING_DEPS.format(what="wrk"))
+    from bench.nginx import find_nginx
+
+    nginx_bin = find_nginx()
+    if nginx_bin is None and any(p.kind == "nginx" for p in srv.resolve(cfg.servers)):
+        raise BenchError(MISSING_DEPS.format(what="nginx"))
+    return Plan(wrk_bin, nginx_bin, Path(tempfile.mkdtemp(prefix="edgecdn-bench-serve-")))
