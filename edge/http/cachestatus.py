@@ -1,0 +1,66 @@
+"""The Cache-Status response field (RFC 9211).
+
+One list member per cache, as a Structured Field (RFC 8941): the cache's name, then
+parameters: ``hit`` (served without going forward), ``fwd`` (why it went forward),
+``fwd-status``, ``stored``, ``collapsed``, ``ttl`` (seconds of freshness left, negative when
+stale) and ``detail``. ``hit`` and ``fwd`` contradict each other (§2.1, §2.2).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+FWD_REASONS = frozenset(
+    {"bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale", "partial"}
+)
+_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
+
+
+def _item(v: str) -> str:
+    """An sf-token when it is one, else an sf-string (escaping \\ and ")."""
+    if _TOKEN.fullmatch(v):
+        return v
+    if not all(0x20 <= ord(c) < 0x7F for c in v):
+        raise ValueError(f"not representable in a structured field: {v!r}")
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cache_status(
+    *,
+    hit: bool,
+    fwd: str | None = None,
+    stored: bool = False,
+    ttl: float | None = None,
+    detail: str | None = None,
+    key: str = "edgecdn",
+    fwd_status: int | None = None,
+    collapsed: bool = False,
+) -> str:
+    """One Cache-Status member, e.g. ``edgecdn; hit; ttl=12`` or ``edgecdn; fwd=miss; stored``.
+    Raises ValueError for a contradiction (hit with fwd) or an unknown fwd reason."""
+    if hit and fwd is not None:
+        raise ValueError("RFC 9211: a hit did not go forward; do not pass fwd with hit")
+    if fwd is not None and fwd not in FWD_REASONS:
+        raise ValueError(f"unknown fwd reason {fwd!r}")
+    out = [_item(key)]
+    if hit:
+        out.append("hit")
+    if fwd is not None:
+        out.append(f"fwd={fwd}")
+    if fwd_status is not None:
+        out.append(f"fwd-status={int(fwd_status)}")
+    if stored:
+        out.append("stored")
+    if collapsed:
+        out.append("collapsed")
+    if ttl is not None and math.isfinite(ttl):
+        out.append(f"ttl={math.floor(ttl)}")
+    if detail is not None:
+        out.append(f"detail={_item(detail)}")
+    return "; ".join(out)
+
+
+def append_cache_status(existing: str | None, member: str) -> str:
+    """Add this cache's member after the upstream ones (§2: ordered origin to client)."""
+    return f"{existing}, {member}" if existing else member
