@@ -1,0 +1,100 @@
+"""Active health probes: GET <edge>/healthz for every edge, every ``probe_interval`` seconds.
+
+Each edge has its own task on a fixed schedule (offset so 200 edges do not all fire at
+once) and a short timeout, so a hung edge is a failure after ``probe_timeout`` rather than
+after the next probe. A report counts only if it validates (``EdgeReport.from_dict``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from contracts.fleet import Edge
+from contracts.reports import EdgeReport, ReportError
+from steering.health import report_load
+from steering.service import Steering
+
+
+async def probe_once(session: aiohttp.ClientSession, edge: Edge,
+                     timeout: float) -> tuple[bool, float, str]:
+    """(ok, load, error) for one probe."""
+    try:
+        async with session.get(edge.url + "/healthz",
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status not in (200, 503):
+                return False, 0.0, f"status {resp.status}"
+            report = EdgeReport.from_dict(json.loads(body))
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        return False, 0.0, type(e).__name__ + (f": {e}" if str(e) else "")
+    except (ValueError, ReportError) as e:
+        return False, 0.0, f"bad report: {e}"[:200]
+    if report.status == "starting":
+        return False, 0.0, "edge starting"
+    if resp.status == 503 and report.status != "draining":
+        return False, 0.0, "status 503"
+    return True, report_load(report, edge.capacity_bytes_per_s), ""
+
+
+class Prober:
+    def __init__(self, steering: Steering, clock: Callable[[], float] = time.time) -> None:
+        self.steering = steering
+        self.clock = clock
+        self._tasks: list[asyncio.Task] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def probe_all(self) -> None:
+        """One round over every edge at once (start-up: decide before serving)."""
+        await asyncio.gather(*(self._probe(e) for e in self.steering.edges.values()))
+
+    async def _probe(self, edge: Edge) -> None:
+        assert self._session is not None
+        t0 = time.perf_counter()
+        ok, load, err = await probe_once(self._session, edge, self.steering.settings.probe_timeout)
+        self.steering.on_probe(edge.name, ok=ok, load=load, now=self.clock(), error=err,
+                               latency_s=time.perf_counter() - t0)
+
+    async def start(self) -> None:
+        n = len(self.steering.edges)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, force_close=False),
+            headers={"User-Agent": "edgecdn-steering-probe"})
+        await self.probe_all()
+        self.steering.capacity_started = True
+        interval = self.steering.settings.probe_interval
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i, edge in enumerate(self.steering.edges.values()):
+            offset = interval * i / max(1, n)
+            self._tasks.append(asyncio.create_task(self._loop(edge, t0 + offset, interval)))
+
+    async def _loop(self, edge: Edge, first: float, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        nxt = first + interval
+        while True:
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+            nxt += interval
+            try:
+                await self._probe(edge)
+            except Exception as e:  # a bug in one probe must not stop the others
+                self.steering.on_probe(edge.name, ok=False, load=0.0, now=self.clock(),
+                                       error=f"probe error: {e!r}"[:200])
+            now = loop.time()
+            if nxt < now:  # fell behind (slow edge): skip missed slots, keep the cadence
+                nxt = now + interval - ((now - nxt) % interval)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,114 @@
+"""Runs one steering server: probes, ticker, the HTTP front end and optionally DNS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from contracts.config import split_hostport
+from contracts.fleet import Fleet
+from steering.dns_server import DnsResponder, start_dns
+from steering.http_api import HttpApi
+from steering.http_server import HttpProtocol, close_idle
+from steering.probes import Prober
+from steering.service import Steering
+from steering.settings import SteeringSettings
+
+log = logging.getLogger("edgecdn.steering")
+TICK_S = 0.2
+IDLE_S = 60.0
+
+
+@dataclass
+class SteeringServer:
+    fleet: Fleet
+    settings: SteeringSettings
+    listen: str
+    dns_listen: str = ""
+    steering: Steering = field(init=False)
+    http_port: int = 0
+    dns_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.steering = Steering(self.fleet, self.settings)
+        self.prober = Prober(self.steering)
+        self._servers: list = []
+        self._conns: set[HttpProtocol] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._udp: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        await self.prober.start()
+        loop = asyncio.get_running_loop()
+        api = HttpApi(self.steering)
+        host, port = split_hostport(self.listen)
+        srv = await loop.create_server(lambda: HttpProtocol(api, self._conns), host, port,
+                                       backlog=1024, reuse_address=True)
+        self._servers.append(srv)
+        self.http_port = srv.sockets[0].getsockname()[1]
+        if self.dns_listen:
+            dhost, dport = split_hostport(self.dns_listen)
+            responder = DnsResponder(self.steering, self.settings.dns_name,
+                                     self.settings.response_ttl)
+            self._udp, tcp = await start_dns(responder, dhost, dport)
+            self._servers.append(tcp)
+            self.dns_port = self._udp.get_extra_info("sockname")[1]
+        self._tasks.append(asyncio.create_task(self._ticker()))
+
+    async def _ticker(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_S)
+            for change in self.steering.tick(time.time()):
+                log.warning("region %s", change)
+            if time.monotonic() - last_sweep > 5:
+                last_sweep = time.monotonic()
+                close_idle(self._conns, IDLE_S)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.prober.stop()
+        for s in self._servers:
+            s.close()
+        for c in list(self._conns):
+            if c.transport is not None:
+                c.transport.close()
+        if self._udp is not None:
+            self._udp.close()
+        self.steering.log.close()
+
+
+async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
+    await server.start()
+    if ready_line:  # one machine-readable line, for tests and the bench harness
+        print(json.dumps({"steering": "ready", "http_port": server.http_port,
+                          "dns_port": server.dns_port}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def run(server: SteeringServer) -> int:
+    try:
+        import uvloop
+
+        uvloop.run(run_forever(server))
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        asyncio.run(run_forever(server))
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.flush()
+    return 0
