@@ -1,0 +1,763 @@
+"""The edge's two-tier chunk store: memory tier for hot chunks, disk tier under the cache dir.
+
+Rules this file keeps:
+- A chunk is complete iff its file exists under its final name ``<version>.<index>`` (written
+  to tmp/, length verified against the chunk bounds and the object's current version, fsynced,
+  renamed).  meta.json is replaced atomically and always written before its chunks.
+- The hit path (``get_meta``/``get_chunk`` on indexed keys) touches no disk and takes no lock;
+  an index miss checks the disk (another worker may have written it, or the loader has not
+  reached it yet).
+- Index and tier accounting change only under ``_lock``; file removal (eviction victims, old
+  versions, purged chunks) runs on the janitor thread, never on the serving path.
+- Disk policy accounting covers only chunk keys ``cfg.owns`` accepts (one owner per key when
+  several workers share the directory); the memory tier is per process and covers all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contracts.keys import chunk_key, split_chunk_key
+from contracts.reports import TierUsage
+from edge.store.fsio import (
+    DiskFull,
+    FaultHook,
+    atomic_write,
+    fsync_dir,
+    is_disk_full,
+    replace_into,
+    unlink_quiet,
+)
+from edge.store.janitor import Janitor
+from edge.store.journal import POLL_INTERVAL, Journal
+from edge.store.layout import META_NAME, Layout, key_hash, parse_chunk_name, temp_owner
+from edge.store.meta import ObjectMeta
+from edge.store.refs import ChunkRef, Entry
+from edge.store.tiers import PolicyTier
+from edge.store.writer import ChunkWriter
+
+if TYPE_CHECKING:
+    from edge.policy import Policy
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChunkRef", "ChunkWriter", "DiskFull", "ObjectMeta", "Store", "StoreConfig"]
+
+STALE_TEMP_AGE = 3600.0  # a temp file this old is garbage even if its pid number is alive again
+DISK_FULL_RETRY = 1.0  # while full, let one write try every this many seconds
+
+
+@dataclass
+class StoreConfig:
+    dir: Path
+    disk_bytes: int
+    memory_bytes: int
+    chunk_size: int
+    fsync: bool = True
+    owns: Callable[[str], bool] | None = None  # chunk keys this process accounts/evicts
+    loader_batch: int = 100  # loader: objects between pauses (like nginx loader_files)
+    loader_sleep: float = 0.0  # loader: pause between batches (like nginx loader_sleep)
+    promote_after: int = 2  # disk hits before a chunk is copied into the memory tier
+    fault_hook: FaultHook | None = None  # hook(op, path) before disk ops; raise OSError to test
+
+    def __post_init__(self) -> None:
+        self.dir = Path(self.dir)
+        if self.chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if self.disk_bytes < 0 or self.memory_bytes < 0:
+            raise ValueError("tier sizes must not be negative")
+
+
+class Store:
+    def __init__(self, cfg: StoreConfig, disk_policy: Policy, memory_policy: Policy) -> None:
+        self.cfg = cfg
+        self.layout = Layout(cfg.dir, cfg.chunk_size)
+        self.layout.make_dirs()
+        self.disk = PolicyTier(disk_policy, cfg.disk_bytes)
+        self.memory = PolicyTier(memory_policy, cfg.memory_bytes)
+        self.id = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.rebuilding = False
+        self.rebuilt = threading.Event()
+        self.counters = dict.fromkeys(
+            ("evictions", "evicted_bytes", "memory_evictions", "promotions", "disk_full_events",
+             "commits", "aborted_commits"), 0)
+        self._cs = cfg.chunk_size
+        self._owns = cfg.owns
+        self._lock = threading.RLock()
+        self._objs: dict[str, Entry] = {}
+        self._seen: dict[str, int] = {}  # disk hits so far of chunks not in the memory tier
+        self._writing: dict[str, int] = {}  # object key -> writers open in this process
+        self._disk_full = False
+        self._full_retry_at = 0.0
+        self._closing = False
+        self._loader: threading.Thread | None = None
+        self._journal = Journal(self.layout.journal, self.id)
+        self._journal_due = 0.0
+        self._janitor = Janitor()
+
+    # -- life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the background index rebuild and return at once (serving works meanwhile)."""
+        self.start_loader()
+
+    def start_loader(self) -> None:
+        if self._loader is not None:
+            return
+        self.rebuilding = True
+        self._loader = threading.Thread(target=self._load, name="edge-store-loader", daemon=True)
+        self._loader.start()
+
+    async def wait_rebuilt(self, timeout: float | None = None) -> bool:
+        return await asyncio.to_thread(self.rebuilt.wait, timeout)
+
+    def flush(self) -> None:
+        """Block until background chores submitted so far are done (tests, shutdown)."""
+        self._janitor.flush()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._loader is not None:
+            self._loader.join()
+        self._janitor.flush()
+        self._janitor.close()
+        self._journal.close()
+
+    # -- geometry -----------------------------------------------------------------------------
+    def chunk_count(self, meta: ObjectMeta) -> int:
+        return -(-meta.size // self._cs)
+
+    def chunk_bounds(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
+        start = index * self._cs
+        if index < 0 or start >= meta.size:
+            raise IndexError(f"chunk {index} out of range for {meta.size} bytes")
+        return start, min(meta.size, start + self._cs)
+
+    # -- lookups (the hit path) ---------------------------------------------------------------
+    def get_meta(self, key: str) -> ObjectMeta | None:
+        if time.monotonic() >= self._journal_due:
+            self.poll_changes()
+        e = self._objs.get(key)
+        if e is not None:
+            return e.meta
+        return self._load_meta(key)
+
+    def get_chunk(self, meta: ObjectMeta, index: int) -> ChunkRef | None:
+        e = self._objs.get(meta.key)
+        if e is not None and (e.meta is meta or e.version == meta.version):
+            ref = e.mem.get(index)
+            if ref is None:
+                ref = e.chunks.get(index)
+            if ref is not None:
+                return ref
+        return self._probe_chunk(meta, index)
+
+    def record_hit(self, meta: ObjectMeta, index: int) -> None:
+        """One request served from the store (call once per chunk served; for a miss call
+        ``should_store`` instead).  Cheap: policy bookkeeping only; a chunk hit often enough
+        from disk is copied into the memory tier by the janitor."""
+        ck = f"{meta.key}#{index}"
+        length = min(self._cs, meta.size - index * self._cs)
+        owns = self._owns
+        with self._lock:
+            if owns is None or owns(ck):
+                self.disk.policy.access(ck, length)
+            if self.memory.capacity <= 0:
+                return
+            if self.memory.policy.access(ck, length) or not self.memory.fits(length):
+                return
+            n = self._seen.get(ck, 0) + 1
+            if n < self.cfg.promote_after:
+                if len(self._seen) >= 65536:
+                    self._seen.clear()
+                self._seen[ck] = n
+                return
+            self._seen.pop(ck, None)
+        self._janitor.submit(self._promote, meta, index)
+
+    def record_remote_hits(self, hits: Iterable[tuple[str, int]]) -> None:
+        """Hits other workers served for chunk keys this process owns (batched by the server)."""
+        with self._lock:
+            for ck, size in hits:
+                self.disk.policy.access(ck, size)
+
+    def should_store(self, meta: ObjectMeta, index: int) -> bool:
+        """A miss for this chunk: records the request with the disk policy and says whether
+        to write it (admission; False while the disk is full, except for a periodic retry)."""
+        ck = chunk_key(meta.key, index)
+        length = min(self._cs, meta.size - index * self._cs)
+        if self._disk_full:
+            now = time.monotonic()
+            if now < self._full_retry_at:
+                return False
+            self._full_retry_at = now + DISK_FULL_RETRY
+        if not self._owned(ck):
+            return True
+        with self._lock:
+            self.disk.policy.access(ck, length)
+            return self.disk.fits(length) and self.disk.policy.admit(ck, length)
+
+    def chunk_missing(self, meta: ObjectMeta, index: int) -> None:
+        """The caller found an indexed chunk's file gone (evicted by another worker)."""
+        with self._lock:
+            e = self._objs.get(meta.key)
+            if e is not None and e.version == meta.version:
+                ref = e.chunks.pop(index, None)
+                if ref is not None:
+                    self.disk.remove(chunk_key(meta.key, index), ref.path)
+
+    @property
+    def disk_full(self) -> bool:
+        return self._disk_full
+
+    def stats(self) -> dict[str, TierUsage]:
+        return {
+            "memory": TierUsage(self.memory.used, self.memory.capacity, self.memory.objects),
+            "disk": TierUsage(self.disk.used, self.disk.capacity, self.disk.objects,
+                              full=self._disk_full),
+        }
+
+    def pin(self, key: str, rank: int) -> None:
+        with self._lock:
+            self.disk.policy.pin(key, rank)
+
+    def unpin(self, key: str) -> None:
+        with self._lock:
+            self.disk.policy.unpin(key)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def put_meta(self, meta: ObjectMeta) -> None:
+        """Store meta atomically (blocking: fsync).  A new version makes the old chunks
+        unreachable at once and removes them in the background; the same version (a 304
+        revalidation) keeps them."""
+        try:
+            atomic_write(self.layout.temp_path(), self.layout.meta_path(meta.key),
+                         meta.to_json(), self.cfg.fsync, self.cfg.fault_hook)
+        except OSError as e:
+            if is_disk_full(e):
+                self._note_disk_full()
+                raise DiskFull(e.errno, f"disk full writing meta: {e.strerror}") from e
+            raise
+        self._disk_full = False
+        version = meta.version
+        with self._lock:
+            e = self._objs.get(meta.key)
+            if e is not None and e.version == version:
+                e.meta = meta
+                changed = False
+            else:
+                if e is not None:
+                    self._drop_entry_locked(e)
+                self._objs[meta.key] = Entry(meta, version)
+                changed = True
+        self._journal.append(meta.key)
+        if changed:
+            self._janitor.submit(self._clean_versions, meta.key)
+
+    def new_writer(self, meta: ObjectMeta, index: int) -> ChunkWriter:
+        """A writer for one chunk of meta (put_meta first).  Raises DiskFull, IndexError."""
+        start, end = self.chunk_bounds(meta, index)
+        with self._lock:
+            self._writing[meta.key] = self._writing.get(meta.key, 0) + 1
+        return ChunkWriter(self, meta, index, end - start, keep=self.memory.fits(end - start))
+
+    def _writer_done(self, key: str) -> None:
+        with self._lock:
+            n = self._writing.get(key, 0) - 1
+            if n > 0:
+                self._writing[key] = n
+            else:
+                self._writing.pop(key, None)
+
+    def _commit(self, w: ChunkWriter) -> bool:
+        if w.state != "open":
+            return False
+        key, index, version = w.meta.key, w.index, w.version
+        if w.written != w.length or not self._is_current(key, version):
+            w.abort()
+            self.counters["aborted_commits"] += 1
+            return False
+        final = self.layout.chunk_path(key, version, index)
+        hook = self.cfg.fault_hook
+        try:
+            if self.cfg.fsync:
+                if hook:
+                    hook("fsync", w.tmp_path)
+                os.fsync(w._fd)
+            w._close_fd()
+            if hook:
+                hook("rename", final)
+            replace_into(w.tmp_path, final)
+            w.state = "committed"
+        except OSError as e:
+            w.abort()
+            if is_disk_full(e):
+                self._note_disk_full()
+                raise DiskFull(e.errno, f"disk full committing chunk: {e.strerror}") from e
+            raise
+        finally:
+            if w.state == "committed":
+                w._release()
+        if self.cfg.fsync:
+            try:
+                fsync_dir(os.path.dirname(final))
+            except OSError:
+                log.warning("fsync of %s failed", os.path.dirname(final), exc_info=True)
+        self._disk_full = False
+        data = w._data()
+        if key not in self._objs:
+            self._load_meta(key)
+        ck = chunk_key(key, index)
+        victims: list[tuple[str, str]] = []
+        with self._lock:
+            e = self._objs.get(key)
+            current = e is not None and e.version == version
+            if e is not None and current:
+                e.chunks[index] = ChunkRef(final, w.length)
+                if self._owned(ck) and self.disk.fits(w.length):
+                    victims = self._drop_victims_locked(self.disk.insert(ck, w.length, final))
+                if data is not None:
+                    self._mem_put_locked(e, index, ck, final, data)
+        if not current:  # purged or re-versioned while we wrote: the chunk belongs to nobody
+            unlink_quiet(final)
+            self.counters["aborted_commits"] += 1
+            return False
+        self.counters["commits"] += 1
+        if victims:
+            self._janitor.submit(self._unlink_victims, victims)
+        return True
+
+    def purge(self, key: str | None = None, prefix: str | None = None, soft: bool = False) -> int:
+        """Purge one key and/or every key under prefix; returns how many objects matched.
+        Hard: meta and chunks removed.  Soft: marked stale (revalidate before serving).
+        Blocking (a prefix purge reads every meta on disk): call it in a thread."""
+        if key is None and not prefix:
+            raise ValueError("purge needs a key or a non-empty prefix")
+        keys: set[str] = set()
+        if key is not None:
+            keys.add(key)
+        if prefix:
+            with self._lock:
+                keys.update(k for k in self._objs if k.startswith(prefix))
+            keys.update(self._disk_keys(prefix))
+        return sum(self._soft_purge(k) if soft else self._hard_remove(k) for k in sorted(keys))
+
+    def remove_object(self, key: str) -> None:
+        """Hard-remove one object (invalidation by an unsafe method, corruption)."""
+        self._hard_remove(key)
+
+    # -- cross-worker changes -------------------------------------------------------------------
+    def poll_changes(self) -> int:
+        """Apply the keys other workers changed (put_meta/purge): their index entries are
+        dropped and re-read from disk.  Called from get_meta every POLL_INTERVAL."""
+        self._journal_due = time.monotonic() + POLL_INTERVAL
+        try:
+            keys = self._journal.read_others()
+        except OSError:
+            return 0
+        for key in keys:
+            with self._lock:
+                e = self._objs.pop(key, None)
+            if e is not None:
+                self._janitor.submit(self._reconcile, key, e)
+        return len(keys)
+
+    def _reconcile(self, key: str, old: Entry) -> None:
+        """After another worker changed key: keep what of old is still valid, drop the rest."""
+        m = self._read_meta_file(key)
+        same = m is not None and m.version == old.version
+        with self._lock:
+            cur = self._objs.get(key)
+            if same and cur is None:
+                assert m is not None
+                old.meta = m
+                self._objs[key] = cur = old
+                return
+            if same and cur is not None and cur.version == old.version:
+                for i, r in old.chunks.items():
+                    cur.chunks.setdefault(i, r)
+                for i, r in old.mem.items():
+                    if self.memory.paths.get(chunk_key(key, i)) == r.path:
+                        cur.mem.setdefault(i, r)
+                return
+            self._drop_entry_locked(old, keep_version=m.version if m is not None else None)
+
+    # -- internals: index ---------------------------------------------------------------------
+    def _owned(self, ck: str) -> bool:
+        owns = self._owns
+        return owns is None or owns(ck)
+
+    def _read_meta_file(self, key: str) -> ObjectMeta | None:
+        try:
+            with open(self.layout.meta_path(key), "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            m = ObjectMeta.from_json(data)
+        except ValueError:
+            log.warning("corrupt meta for %r ignored", key)
+            return None
+        return m if m.key == key else None
+
+    def _load_meta(self, key: str) -> ObjectMeta | None:
+        """Index miss: the object may be on disk (loader not there yet, or another worker)."""
+        m = self._read_meta_file(key)
+        if m is None:
+            return None
+        with self._lock:
+            e = self._objs.get(key)
+            if e is not None:
+                return e.meta
+            if not os.path.exists(self.layout.meta_path(key)):
+                return None  # hard-removed since we read it (removal holds the lock)
+            self._objs[key] = Entry(m, m.version)
+            return m
+
+    def _is_current(self, key: str, version: str) -> bool:
+        e = self._objs.get(key)
+        if e is not None:
+            return e.version == version
+        m = self._read_meta_file(key)
+        return m is not None and m.version == version
+
+    def _probe_chunk(self, meta: ObjectMeta, index: int) -> ChunkRef | None:
+        start, end = self.chunk_bounds(meta, index)
+        length = end - start
+        version = meta.version
+        path = self.layout.chunk_path(meta.key, version, index)
+        try:
+            size = os.stat(path).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if size != length:  # cannot happen to a renamed chunk: foreign damage; loader removes
+            return None
+        if meta.key not in self._objs:
+            self._load_meta(meta.key)
+        ref = ChunkRef(path, length)
+        ck = chunk_key(meta.key, index)
+        victims: list[tuple[str, str]] = []
+        with self._lock:
+            e = self._objs.get(meta.key)
+            if e is None or e.version != version:
+                return None  # purged or changed since the caller read meta
+            ref = e.chunks.setdefault(index, ref)
+            if self._owned(ck) and self.disk.fits(length):
+                victims = self._drop_victims_locked(self.disk.insert(ck, length, path))
+        if victims:
+            self._janitor.submit(self._unlink_victims, victims)
+        return ref
+
+    def _drop_victims_locked(self, victims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Victims chosen by the disk policy leave the index now; files go later."""
+        for ck, path in victims:
+            key, idx = split_chunk_key(ck)
+            e = self._objs.get(key)
+            if e is not None:
+                r = e.chunks.get(idx)
+                if r is not None and r.path == path:
+                    del e.chunks[idx]
+        return victims
+
+    def _drop_entry_locked(self, e: Entry, keep_version: str | None = None) -> None:
+        """Forget e's memory copies and the disk accounting of its chunks (unless their file
+        belongs to keep_version, the version now on disk)."""
+        key = e.meta.key
+        for i, r in e.mem.items():
+            self.memory.remove(chunk_key(key, i), r.path)
+        e.mem.clear()
+        keep = f"/{keep_version}." if keep_version else None
+        for i in range(self.chunk_count(e.meta)):
+            ck = chunk_key(key, i)
+            p = self.disk.paths.get(ck)
+            if p is not None and (keep is None or keep not in p):
+                self.disk.remove(ck, p)
+        e.chunks.clear()
+
+    def _mem_put_locked(self, e: Entry, index: int, ck: str, path: str, data: bytes) -> None:
+        n = len(data)
+        if not self.memory.fits(n) or not self.memory.policy.admit(ck, n):
+            return
+        for vk, vpath in self.memory.insert(ck, n, path):
+            k, i = split_chunk_key(vk)
+            ve = self._objs.get(k)
+            if ve is not None:
+                r = ve.mem.get(i)
+                if r is not None and r.path == vpath:
+                    del ve.mem[i]
+            self.counters["memory_evictions"] += 1
+        e.mem[index] = ChunkRef(path, n, data)
+
+    # -- internals: janitor jobs ----------------------------------------------------------------
+    def _unlink_victims(self, victims: list[tuple[str, str]]) -> None:
+        freed = 0
+        keys = set()
+        for ck, path in victims:
+            try:
+                size = os.stat(path).st_size
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            freed += size
+            self.counters["evictions"] += 1
+            self.counters["evicted_bytes"] += size
+            keys.add(split_chunk_key(ck)[0])
+        if freed:
+            self._disk_full = False
+        for key in keys:
+            self._drop_if_empty(key)
+
+    def _drop_if_empty(self, key: str) -> None:
+        """An object whose every chunk was evicted loses its meta too (no index leak)."""
+        d = self.layout.object_dir(key)
+        with self._lock:
+            e = self._objs.get(key)
+            if (e is not None and (e.chunks or e.mem)) or self._writing.get(key):
+                return
+            try:
+                names = os.listdir(d)
+            except FileNotFoundError:
+                return
+            if any(parse_chunk_name(n) for n in names):
+                return
+            self._objs.pop(key, None)
+            unlink_quiet(f"{d}/{META_NAME}")
+        self._journal.append(key)
+        self._rmdir_quiet(d)
+
+    def _clean_versions(self, key: str) -> None:
+        """Remove chunk files of key that its current meta does not name (all if none)."""
+        d = self.layout.object_dir(key)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return
+        m = self._read_meta_file(key)
+        for n in names:
+            pv = parse_chunk_name(n)
+            if pv is None or self._chunk_valid(m, *pv):
+                continue
+            m = self._read_meta_file(key)  # re-read: a newer version's chunk follows its meta
+            if self._chunk_valid(m, *pv):
+                continue
+            p = f"{d}/{n}"
+            with self._lock:
+                ck = chunk_key(key, pv[1])
+                self.disk.remove(ck, p)
+                e = self._objs.get(key)
+                if e is not None and (r := e.chunks.get(pv[1])) is not None and r.path == p:
+                    del e.chunks[pv[1]]
+            unlink_quiet(p)
+        if m is None:
+            self._rmdir_quiet(d)
+
+    def _chunk_valid(self, m: ObjectMeta | None, version: str, index: int) -> bool:
+        return m is not None and version == m.version and index < self.chunk_count(m)
+
+    def _promote(self, meta: ObjectMeta, index: int) -> None:
+        e = self._objs.get(meta.key)
+        if e is None or e.version != meta.version or index in e.mem:
+            return
+        ref = e.chunks.get(index) or self._probe_chunk(meta, index)
+        if ref is None:
+            return
+        try:
+            data = ref.read()
+        except OSError:
+            return
+        with self._lock:
+            if self._objs.get(meta.key) is e and index in e.chunks:
+                self._mem_put_locked(e, index, chunk_key(meta.key, index), ref.path, data)
+                self.counters["promotions"] += 1
+
+    def _note_disk_full(self) -> None:
+        if not self._disk_full:
+            self.counters["disk_full_events"] += 1
+        self._disk_full = True
+        self._full_retry_at = time.monotonic() + DISK_FULL_RETRY
+        self._janitor.submit(self._free_space)
+
+    def _free_space(self) -> None:
+        """The filesystem is full (maybe not by us): evict a little of our own to make room."""
+        with self._lock:
+            need = max(4 * self._cs, self.disk.capacity // 100)
+            victims = self._drop_victims_locked(self.disk.evict(need))
+        self._unlink_victims(victims)
+
+    # -- internals: removal ---------------------------------------------------------------------
+    def _hard_remove(self, key: str) -> int:
+        with self._lock:
+            e = self._objs.pop(key, None)
+            if e is not None:
+                self._drop_entry_locked(e)
+            existed = unlink_quiet(self.layout.meta_path(key)) or e is not None
+        self._journal.append(key)
+        self._janitor.submit(self._clean_versions, key)
+        return int(existed)
+
+    def _soft_purge(self, key: str) -> int:
+        m = self._objs[key].meta if key in self._objs else self._read_meta_file(key)
+        if m is None:
+            return 0
+        if not m.soft_purged:
+            self.put_meta(m.replace(soft_purged=True))
+        return 1
+
+    def _disk_keys(self, prefix: str) -> list[str]:
+        out = []
+        for d in self.layout.object_dirs():
+            try:
+                with open(f"{d}/{META_NAME}", "rb") as f:
+                    m = ObjectMeta.from_json(f.read())
+            except (OSError, ValueError):
+                continue
+            if m.key.startswith(prefix):
+                out.append(m.key)
+        return out
+
+    @staticmethod
+    def _rmdir_quiet(d: str) -> None:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+    # -- internals: the loader --------------------------------------------------------------------
+    def _load(self) -> None:
+        """Rebuild the index from disk (like nginx's cache loader), throttled by cfg."""
+        try:
+            self._clean_temp()
+            for t in self.layout.old_trees():
+                self._janitor.submit(shutil.rmtree, t, True)
+            n = 0
+            for d in self.layout.object_dirs():
+                if self._closing:
+                    break
+                try:
+                    self._load_object(d)
+                except OSError:
+                    log.warning("loader skipped %s", d, exc_info=True)
+                n += 1
+                if self.cfg.loader_sleep > 0 and n % max(1, self.cfg.loader_batch) == 0:
+                    time.sleep(self.cfg.loader_sleep)
+        except Exception:
+            log.exception("cache loader failed")
+        finally:
+            self.rebuilding = False
+            self.rebuilt.set()
+
+    def _clean_temp(self) -> None:
+        """Temp files of dead processes are garbage (a crash mid-write leaves only these)."""
+        now = time.time()
+        try:
+            names = os.listdir(self.layout.tmp)
+        except FileNotFoundError:
+            return
+        me = os.getpid()
+        for n in names:
+            pid = temp_owner(n)
+            if pid is None or pid == me:
+                continue
+            p = f"{self.layout.tmp}/{n}"
+            if _pid_alive(pid):
+                try:
+                    if now - os.stat(p).st_mtime < STALE_TEMP_AGE:
+                        continue
+                except FileNotFoundError:
+                    continue
+            unlink_quiet(p)
+
+    def _load_object(self, d: str) -> None:
+        names = os.listdir(d)
+        try:
+            with open(f"{d}/{META_NAME}", "rb") as f:
+                m: ObjectMeta | None = ObjectMeta.from_json(f.read())
+        except (FileNotFoundError, ValueError):
+            m = None
+        if m is not None and key_hash(m.key) != os.path.basename(d):
+            m = None
+        if m is None:  # purged, crashed before meta, or damaged: nothing here is reachable
+            if META_NAME in names and not self._meta_fresh(d):
+                unlink_quiet(f"{d}/{META_NAME}")
+            for n in names:
+                if parse_chunk_name(n) and not self._meta_fresh(d):
+                    unlink_quiet(f"{d}/{n}")
+            self._rmdir_quiet(d)
+            return
+        key, version, count = m.key, m.version, self.chunk_count(m)
+        good: list[tuple[int, str, int]] = []
+        for n in names:
+            pv = parse_chunk_name(n)
+            if pv is None:
+                continue
+            v, i = pv
+            p = f"{d}/{n}"
+            if v != version or i >= count:
+                if not self._chunk_valid(self._read_meta_file(key), v, i):
+                    unlink_quiet(p)
+                continue
+            want = min(self._cs, m.size - i * self._cs)
+            try:
+                size = os.stat(p).st_size
+            except FileNotFoundError:
+                continue
+            if size != want:
+                unlink_quiet(p)
+                continue
+            good.append((i, p, want))
+        victims: list[tuple[str, str]] = []
+        with self._lock:
+            e = self._objs.get(key)
+            if e is None:
+                if not os.path.exists(f"{d}/{META_NAME}"):
+                    return  # hard-removed while we read it
+                e = self._objs[key] = Entry(m, version)
+            elif e.version != version:
+                return  # changed since we read it: the live path owns it now
+            for i, p, size in good:
+                e.chunks.setdefault(i, ChunkRef(p, size))
+                ck = chunk_key(key, i)
+                if self._owned(ck) and self.disk.fits(size):
+                    victims += self._drop_victims_locked(self.disk.insert(ck, size, p))
+        if victims:
+            self._janitor.submit(self._unlink_victims, victims)
+
+    def _meta_fresh(self, d: str) -> bool:
+        """True if a valid meta.json appeared in d since we looked (a concurrent put_meta)."""
+        try:
+            with open(f"{d}/{META_NAME}", "rb") as f:
+                m = ObjectMeta.from_json(f.read())
+        except (FileNotFoundError, ValueError):
+            return False
+        return key_hash(m.key) == os.path.basename(d)
+
+    # -- checks -------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Invariants (tests, off the hot path)."""
+        with self._lock:
+            self.disk.check()
+            self.memory.check()
+            assert self.memory.used <= self.cfg.memory_bytes
+            for key, e in self._objs.items():
+                assert e.version == e.meta.version and e.meta.key == key
+                for i, r in e.mem.items():
+                    assert r.data is not None and len(r.data) == r.length
+                    assert self.memory.paths.get(chunk_key(key, i)) == r.path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
