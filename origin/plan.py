@@ -3,8 +3,8 @@
 For each site the candidates are ranked by the site's own decayed popularity, then (to fill
 what the site's own logs do not cover, e.g. a new site) by its region's, then the fleet's.
 Walking that order, each object goes to the site edges that steering sends its title to:
-``contracts.rendezvous.rank(title, site edge names)[:replicas]`` — the very call steering
-makes, so an edge is filled with exactly what it will be asked for. An object is taken when
+``contracts.placement.edges_for(path, site edge names)[:replicas]`` (rendezvous hashing of
+the title's folder) — the very call steering makes, so an edge is filled with exactly what it will be asked for. An object is taken when
 every one of its edges still has budget (``Site.disk_bytes`` per edge); otherwise it is
 skipped and smaller, less popular objects may still fit (greedy by rank, which for whole
 segment reads is greedy by byte-hit value per byte).
@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts.fleet import Fleet, Site
-from contracts.keys import BadPath, ContentKey, normalize_path
+from contracts.keys import BadPath, normalize_path
 from contracts.manifest import Manifest, ManifestEntry
-from contracts.rendezvous import rank
+from contracts.placement import edges_for
 from origin.popularity import Popularity
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -64,11 +64,6 @@ def origin_objects(listing: Iterable[dict], prefix: str) -> dict[str, OriginObje
     return out
 
 
-def title_of(path: str) -> str:
-    """The rendezvous key steering uses: the title id, else the path itself."""
-    return ContentKey.parse(path).title or path
-
-
 def candidates(pop: Popularity, site: Site, now: float) -> list[tuple[str, float]]:
     """(path, decayed hits) best first: the site's scope, then its region's, then the fleet's."""
     seen: set[str] = set()
@@ -99,7 +94,7 @@ def plan_site(site: Site, ranked: list[tuple[str, float]], objects: dict[str, Or
         obj = objects.get(path)
         if obj is None:  # requested but not at the origin (404s, deleted titles)
             continue
-        edges = rank(title_of(path), names)[:k]
+        edges = edges_for(path, names)[:k]
         if any(used[e] + obj.size > budget for e in edges):
             continue
         for e in edges:

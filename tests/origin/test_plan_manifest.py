@@ -17,9 +17,9 @@ from contracts.manifest import (
     edge_manifest_key,
     site_manifest_key,
 )
+from contracts.placement import edges_for
 from contracts.rendezvous import rank
 from edgecdn.cli import main
-from origin.plan import title_of
 
 FLEET = """
 [origin]
@@ -60,7 +60,7 @@ def _fleet(tmp_path: Path, bucket: str, disk: str = "200KiB") -> Path:
     return p
 
 
-def _setup_origin_and_logs(s3, bucket: str, now: float) -> dict[str, int]:
+def _setup_origin_and_logs(s3, bucket: str, now: float) -> tuple[dict[str, int], set[str]]:
     """20 titles x 10 segments of varied sizes at the origin; Zipf-ish logs from lon only."""
     rng = random.Random(3)
     sizes = {}
@@ -70,9 +70,11 @@ def _setup_origin_and_logs(s3, bucket: str, now: float) -> dict[str, int]:
             sizes[path] = rng.randrange(2_000, 12_000)
             s3.put_object(Bucket=bucket, Key="pfx" + path, Body=b"x" * sizes[path])
     lines = []
+    logged = set()
     for _ in range(5000):
         t = min(int(rng.paretovariate(1.2)) - 1, 19)
         s = min(int(rng.expovariate(0.4)), 9)
+        logged.add(f"/titles/t{t:02d}/480p/seg_{s:05d}.ts")
         lines.append(json.dumps({
             "ts": now - rng.uniform(0, 7200), "client": "1.2.3.4", "method": "GET",
             "path": f"/titles/t{t:02d}/480p/seg_{s:05d}.ts?token=x", "status": 200,
@@ -82,7 +84,7 @@ def _setup_origin_and_logs(s3, bucket: str, now: float) -> dict[str, int]:
                              "status": 200, "bytes": 1, "cache": "miss", "dur_ms": 1}))
     s3.put_object(Bucket=bucket, Key=f"logs/lon/lon-1/{int(now)}-1-0.jsonl.gz",
                   Body=gzip.compress("\n".join(lines).encode()))
-    return sizes
+    return sizes, logged
 
 
 def _get(s3, bucket: str, key: str) -> Manifest:
@@ -93,7 +95,7 @@ def test_plan_fills_budgets_by_popularity_with_steering_rendezvous(
         tmp_path: Path, s3_endpoint: str, s3_bucket: str, capsys) -> None:
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     now = time.time()
-    sizes = _setup_origin_and_logs(s3, s3_bucket, now)
+    sizes, logged = _setup_origin_and_logs(s3, s3_bucket, now)
     fleet_file = _fleet(tmp_path, s3_bucket)
     assert main(["fill", "plan", "--fleet", str(fleet_file), "--endpoint-url", s3_endpoint,
                  "--half-life", "1h", "--json"]) == 0
@@ -110,14 +112,16 @@ def test_plan_fills_budgets_by_popularity_with_steering_rendezvous(
         for e in m.entries:
             assert "/gone/" not in e.path  # not at the origin: never planned
             assert e.size == sizes[e.path]
-            assert list(e.edges) == rank(title_of(e.path), names)[:1]  # what steering picks
+            assert list(e.edges) == rank(f"/titles/{e.path.split('/')[2]}/", names)[:1]  # steering's placement
+            assert list(e.edges) == edges_for(e.path, names)[:1]
             used[e.edges[0]] += e.size
         assert all(u <= budget for u in used.values())
-        # greedy is tight: anything left out did not fit on its edge
+        # greedy is tight: anything requested but left out did not fit on its edge
         planned = {e.path for e in m.entries}
+        assert planned <= logged
         for path, size in sizes.items():
-            if path not in planned:
-                edge = rank(title_of(path), names)[0]
+            if path in logged and path not in planned:
+                edge = rank(f"/titles/{path.split('/')[2]}/", names)[0]
                 assert used[edge] + size > budget, path
         for name in names:
             em = _get(s3, s3_bucket, edge_manifest_key("manifests/", site.name, name))
