@@ -108,9 +108,13 @@ def _delta(arg: str | None) -> int:
     """delta-seconds (RFC 9111 §1.2.2); invalid -> 0 (treat as stale), huge -> 2^31."""
     if arg is None or not arg.isascii() or not arg.isdigit():
         return 0
-    if len(arg) > 10:
-        return DELTA_MAX
-    return min(int(arg), DELTA_MAX)
+    return delta_seconds(arg)
+
+
+def delta_seconds(digits: str) -> int:
+    """A run of ASCII digits as an int saturated at 2^31, cheap for any length."""
+    digits = digits.lstrip("0") or "0"
+    return DELTA_MAX if len(digits) > 10 else min(int(digits), DELTA_MAX)
 
 
 def _fields(arg: str) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ import math
 from enum import Enum
 
 from edge.http import Headers
-from edge.http.cachecontrol import DELTA_MAX, CacheControl, parse_cache_control
+from edge.http.cachecontrol import CacheControl, delta_seconds, parse_cache_control
 from edge.http.dates import parse_http_date
 from edge.http.model import StoredResponse
 from edge.http.storage import HEURISTICALLY_CACHEABLE
@@ -81,7 +81,7 @@ def age_value(resp: Headers) -> float:
     for part in resp.get("age", "").split(","):
         part = part.strip(" \t")
         if part.isascii() and part.isdigit():
-            best = max(best, DELTA_MAX if len(part) > 10 else min(int(part), DELTA_MAX))
+            best = max(best, delta_seconds(part))
     return float(best)
 
 

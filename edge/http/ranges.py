@@ -40,6 +40,7 @@ _NONE = RangeKind.NONE
 def _pos(digits: str) -> int | None:
     if not digits or not digits.isascii() or not digits.isdigit():
         return None
+    digits = digits.lstrip("0") or "0"
     return _HUGE if len(digits) > 18 else int(digits)
 
 

@@ -1,0 +1,56 @@
+"""The Cache-Status field (RFC 9211)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.http.cachestatus import append_cache_status, cache_status
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value"),
+    [
+        ({"hit": True}, "edgecdn; hit"),
+        ({"hit": True, "ttl": 12.9}, "edgecdn; hit; ttl=12"),
+        ({"hit": True, "ttl": -0.2}, "edgecdn; hit; ttl=-1"),  # stale shows negative
+        ({"hit": False, "fwd": "miss", "stored": True}, "edgecdn; fwd=miss; stored"),
+        ({"hit": False, "fwd": "stale", "fwd_status": 304}, "edgecdn; fwd=stale; fwd-status=304"),
+        ({"hit": False, "fwd": "uri-miss", "collapsed": True}, "edgecdn; fwd=uri-miss; collapsed"),
+        (
+            {"hit": False, "fwd": "bypass", "detail": "no-store"},
+            "edgecdn; fwd=bypass; detail=no-store",
+        ),
+        (
+            {"hit": False, "fwd": "miss", "detail": "disk full"},
+            'edgecdn; fwd=miss; detail="disk full"',
+        ),
+        ({"hit": True, "key": "edge-1.lon"}, "edge-1.lon; hit"),
+        ({"hit": True, "key": "edge 1"}, '"edge 1"; hit'),
+        ({"hit": True, "detail": 'a"b\\c'}, 'edgecdn; hit; detail="a\\"b\\\\c"'),
+        ({"hit": True, "ttl": float("inf")}, "edgecdn; hit"),
+    ],
+)
+def test_cache_status_table(kwargs, value) -> None:
+    assert cache_status(**kwargs) == value
+
+
+def test_hit_with_fwd_is_a_contradiction() -> None:
+    with pytest.raises(ValueError):
+        cache_status(hit=True, fwd="miss")
+
+
+def test_unknown_fwd_reason_is_refused() -> None:
+    with pytest.raises(ValueError):
+        cache_status(hit=False, fwd="because")
+
+
+def test_non_ascii_detail_is_refused() -> None:
+    with pytest.raises(ValueError):
+        cache_status(hit=True, detail="café")
+
+
+def test_append_keeps_upstream_members_first() -> None:
+    assert append_cache_status(None, "edgecdn; hit") == "edgecdn; hit"
+    assert append_cache_status("origin-cache; hit", "edgecdn; fwd=miss") == (
+        "origin-cache; hit, edgecdn; fwd=miss"
+    )
