@@ -81,9 +81,13 @@ def write(c: NginxConf) -> Path:
     return conf
 
 
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+def search_path() -> str:
+    """PATH plus the sbin dirs Debian installs nginx into (not on a plain user's PATH)."""
+    return os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+
+def find_nginx(path: str | None = None) -> str | None:
+    return shutil.which("nginx", path=search_path() if path is None else path)
 
 
 def command(nginx: str, c: NginxConf) -> list[str]:

@@ -6,8 +6,8 @@ with three ways of sending the body so they can be measured rather than guessed:
 
 - ``memory``: the body is bytes in memory, written with ``transport.write``;
 - ``sendfile``: the body is a file; the header goes through the transport, then
-  ``os.sendfile`` writes the file straight into the socket until it would block, and the
-  rest (if any) is ``pread`` and handed to the transport;
+  ``os.sendfile`` writes the file straight into the socket; on EAGAIN it waits for
+  writability on a dup of the socket fd (uvloop refuses add_writer on a transport's fd);
 - ``pread``: the body is a file, ``os.pread`` into bytes, then ``transport.write``.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Store:
         self.mode = mode
         self.cache_dir = cache_dir
         self.entries: dict[bytes, Entry] = {}
-        self.sendfile_fallbacks = 0
+        self.stats = {"calls": 0, "done": 0, "eagain": 0, "buffered": 0}
 
     def fill(self, path: bytes) -> Entry | None:
         try:
@@ -70,7 +71,7 @@ class Store:
 
 
 class RefProtocol(asyncio.Protocol):
-    __slots__ = ("store", "parser", "transport", "sock_fd", "url")
+    __slots__ = ("store", "parser", "transport", "sock_fd", "url", "dup_fd", "waiting")
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -78,6 +79,8 @@ class RefProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sock_fd = -1
         self.url = b""
+        self.dup_fd = -1
+        self.waiting = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -125,25 +128,66 @@ class RefProtocol(asyncio.Protocol):
                 t.write(head)
                 t.write(body)
         else:
-            self._sendfile(t, head, e)
+            self._sendfile(t, head, e, self.parser.should_keep_alive())
+            return  # _sendfile closes when done if not keep-alive
         if not self.parser.should_keep_alive():
             t.close()
 
-    def _sendfile(self, t: asyncio.Transport, head: bytes, e: Entry) -> None:
+    def _sendfile(self, t: asyncio.Transport, head: bytes, e: Entry, keep: bool) -> None:
         t.write(head)
-        off = 0
-        if t.get_write_buffer_size() == 0:  # header is on the wire: nothing to reorder
-            while off < e.size:
-                try:
-                    n = os.sendfile(self.sock_fd, e.fd, off, e.size - off)
-                except BlockingIOError:
-                    break
-                if n == 0:
-                    break
-                off += n
-        if off < e.size:
-            self.store.sendfile_fallbacks += 1
-            t.write(os.pread(e.fd, e.size - off, off))
+        st = self.store.stats
+        if t.get_write_buffer_size():  # header still queued: the body must queue behind it
+            st["buffered"] += 1
+            t.write(os.pread(e.fd, e.size, 0))
+            return
+        self._sendfile_from(e, 0, keep)
+
+    def _sendfile_from(self, e: Entry, off: int, keep: bool) -> None:
+        st = self.store.stats
+        while off < e.size:
+            try:
+                n = os.sendfile(self.sock_fd, e.fd, off, e.size - off)
+            except BlockingIOError:
+                self._wait_writable(e, off, keep)
+                return
+            except OSError:
+                assert self.transport is not None
+                self.transport.close()
+                return
+            st["calls"] += 1
+            if n == 0:
+                break
+            off += n
+        st["done"] += 1
+        assert self.transport is not None
+        if self.waiting:
+            self.waiting = False
+            self.transport.resume_reading()
+        if not keep:
+            self.transport.close()
+
+    def _wait_writable(self, e: Entry, off: int, keep: bool) -> None:
+        """uvloop refuses add_writer on a transport's fd, so watch a dup of it."""
+        self.store.stats["eagain"] += 1
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        if self.dup_fd < 0:
+            self.dup_fd = os.dup(self.sock_fd)
+        if not self.waiting:
+            self.waiting = True
+            self.transport.pause_reading()
+
+        def writable() -> None:
+            loop.remove_writer(self.dup_fd)
+            self._sendfile_from(e, off, keep)
+
+        loop.add_writer(self.dup_fd, writable)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.dup_fd >= 0:
+            asyncio.get_running_loop().remove_writer(self.dup_fd)
+            os.close(self.dup_fd)
+            self.dup_fd = -1
 
 
 async def serve(host: str, port: int, store: Store) -> None:
@@ -155,6 +199,8 @@ async def serve(host: str, port: int, store: Store) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+    if store.mode == "sendfile":
+        print(f"refserver sendfile stats: {store.stats}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -304,14 +304,14 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
     return Report(conf, samples, med, rat, targets(rat))
 
 
-def check_deps(cfg: BenchConfig) -> Plan:
+def check_deps(cfg: BenchConfig, path: str | None = None) -> Plan:
     """Find wrk (and nginx when a peer needs it) or raise with the make target to run."""
-    wrk_bin = wrkmod.find_wrk()
-    if wrk_bin is None:
-        raise BenchError(MISSING_DEPS.format(what="wrk"))
     from bench.nginx import find_nginx
 
-    nginx_bin = find_nginx()
+    wrk_bin = wrkmod.find_wrk(path)
+    if wrk_bin is None:
+        raise BenchError(MISSING_DEPS.format(what="wrk"))
+    nginx_bin = find_nginx(path)
     if nginx_bin is None and any(p.kind == "nginx" for p in srv.resolve(cfg.servers)):
         raise BenchError(MISSING_DEPS.format(what="nginx"))
     return Plan(wrk_bin, nginx_bin, Path(tempfile.mkdtemp(prefix="edgecdn-bench-serve-")))

@@ -123,8 +123,8 @@ def parse_output(text: str) -> WrkResult:
     return parse_mark(text) or parse_text(text)
 
 
-def find_wrk() -> str | None:
-    return shutil.which("wrk")
+def find_wrk(path: str | None = None) -> str | None:
+    return shutil.which("wrk", path=path)
 
 
 def command(wrk: str, url: str, script: Path, *, connections: int, duration_s: float,

@@ -1,0 +1,67 @@
+"""/proc stat parsing and process-tree CPU accounting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import procstat
+
+LINE = ("4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 100 0 0 0 "
+        "31 7 5 2 20 0 1 0 12345 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 "
+        "0 0 0 0 0")
+
+
+def test_parse_stat_handles_parentheses_and_spaces_in_comm() -> None:
+    st = procstat.parse_stat(LINE)
+    assert (st.pid, st.comm, st.state, st.ppid) == (4242, "my (odd) proc", "S", 17)
+    assert (st.utime, st.stime, st.cutime, st.cstime) == (31, 7, 5, 2)
+    assert st.ticks == 45
+
+
+def test_parse_stat_reads_our_own_process() -> None:
+    st = procstat.parse_stat(Path(f"/proc/{os.getpid()}/stat").read_text())
+    assert st.pid == os.getpid() and st.ppid == os.getppid()
+
+
+def fake_proc(root: Path, rows: list[tuple[int, int, int]]) -> Path:
+    """A /proc-like dir: (pid, ppid, ticks as utime) per process."""
+    for pid, ppid, ticks in rows:
+        d = root / str(pid)
+        d.mkdir()
+        (d / "stat").write_text(f"{pid} (p{pid}) S {ppid} 0 0 0 0 0 0 0 0 0 {ticks} 1 2 3 0 0")
+    (root / "self").mkdir()
+    (root / "cpuinfo").write_text("")
+    return root
+
+
+def test_tree_sums_root_and_all_descendants_only(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, [(1, 0, 1000), (10, 1, 10), (11, 10, 20), (12, 10, 30),
+                                (13, 12, 40), (20, 1, 500)])
+    assert sorted(procstat.tree_pids(10, proc)) == [10, 11, 12, 13]
+    # each process: utime + stime(1) + cutime(2) + cstime(3)
+    assert procstat.tree_ticks(10, proc) == (10 + 20 + 30 + 40) + 4 * 6
+    assert procstat.tree_ticks(99, proc) == 0
+
+
+def test_tree_ticks_counts_a_child_that_burnt_cpu_and_was_reaped() -> None:
+    # the parent burns nothing itself; a child spins ~0.3 s of CPU, exits and is reaped
+    code = ("import os,sys,time\n"
+            "pid=os.fork()\n"
+            "if pid==0:\n"
+            "    t=time.process_time()\n"
+            "    while time.process_time()-t<0.3: pass\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid,0)\n"
+            "print('reaped',flush=True)\n"
+            "sys.stdin.read()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "reaped"
+        ticks = procstat.tree_ticks(p.pid)
+        assert procstat.ticks_to_seconds(ticks) >= 0.25
+    finally:
+        p.communicate("")

@@ -1,0 +1,98 @@
+"""Per-run metrics, medians over rounds, ratios between peers and the issue's targets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import serve as sv
+from bench.serve_servers import is_hit, resolve
+
+MIB = 1024 * 1024
+
+
+def sample(server: str, sc: str, size: int, rnd: int, requests: int, cpu: float,
+           p99: float = 1.0, duration: float = 2.0) -> sv.Sample:
+    return sv.Sample(server=server, size_class=sc, size=size, round=rnd, requests=requests,
+                     duration_s=duration, bytes_read=requests * (size + 200), p99_ms=p99,
+                     server_cpu_s=cpu, wrk_cpu_s=duration / 2, errors=0)
+
+
+def test_sample_metrics_use_payload_bytes_and_server_cpu() -> None:
+    m = sample("nginx", "segment", 2 * MIB, 0, requests=1000, cpu=0.5).metrics()
+    gb = 1000 * 2 * MIB / 1e9
+    assert m["req_per_s"] == pytest.approx(500)
+    assert m["gb_per_s"] == pytest.approx(gb / 2)
+    assert m["cpu_s_per_gb"] == pytest.approx(0.5 / gb)
+    assert m["cpu_s_per_10k_req"] == pytest.approx(5.0)
+    assert m["server_core_util"] == pytest.approx(0.25)
+    assert m["wrk_core_util"] == pytest.approx(0.5)
+    assert m["header_bytes"] == pytest.approx(200)
+
+
+def test_sample_with_no_requests_gives_nan_cost_not_an_error() -> None:
+    m = sample("x", "object", 16384, 0, requests=0, cpu=0.1).metrics()
+    assert math.isnan(m["cpu_s_per_gb"]) and math.isnan(m["cpu_s_per_10k_req"])
+
+
+def test_medians_are_per_metric_over_rounds() -> None:
+    rows = [sample("a", "object", 16384, r, n, cpu) for r, (n, cpu) in
+            enumerate([(100, 0.1), (300, 0.9), (200, 0.2)])]
+    med = sv.medians(rows)
+    assert set(med) == {("a", "object")}
+    assert med[("a", "object")]["req_per_s"] == pytest.approx(100)  # 200 requests / 2 s
+    # per-sample cpu/10k: 10, 30, 10 -> median 10
+    assert med[("a", "object")]["cpu_s_per_10k_req"] == pytest.approx(10)
+
+
+def report_medians() -> dict:
+    rows = []
+    for rnd in range(3):
+        rows += [sample("nginx", "segment", 2 * MIB, rnd, 1000, 0.4),
+                 sample("edgecdn", "segment", 2 * MIB, rnd, 1000, 0.3),
+                 sample("edgecdn-w2", "segment", 2 * MIB, rnd, 1000, 0.32),
+                 sample("nginx", "object", 16384, rnd, 40000, 1.0),
+                 sample("edgecdn", "object", 16384, rnd, 36000, 0.8),
+                 sample("edgecdn-w2", "object", 16384, rnd, 36000, 1.0)]
+    return sv.medians(rows)
+
+
+def test_ratios_divide_medians_per_size_class() -> None:
+    r = sv.ratios(report_medians(), "edgecdn", "nginx")
+    assert set(r) == {"segment", "object"}
+    assert r["segment"]["cpu_s_per_gb"] == pytest.approx(0.75)
+    assert r["object"]["req_per_s"] == pytest.approx(0.9)
+    assert r["object"]["p99_ms"] == pytest.approx(1.0)
+    assert sv.ratios(report_medians(), "edgecdn", "absent") == {}
+    assert math.isnan(sv.ratio(1.0, 0.0))
+
+
+def test_targets_report_met_not_met_and_unmeasured() -> None:
+    med = report_medians()
+    rat = {"edgecdn/nginx": sv.ratios(med, "edgecdn", "nginx"),
+           "edgecdn-w2/edgecdn": sv.ratios(med, "edgecdn-w2", "edgecdn")}
+    cpu, rps, workers = sv.targets(rat)
+    assert (cpu.ok, cpu.value) == (True, pytest.approx(0.75))
+    assert (rps.ok, rps.value) == (False, pytest.approx(0.9))
+    # worst size: objects cost 1.25x per request with 2 workers
+    assert (workers.ok, workers.value) == (False, pytest.approx(1.25))
+    assert all(t.ok is None and t.value is None for t in sv.targets({}))
+
+
+@pytest.mark.parametrize(("kind", "value", "hit"), [
+    ("nginx", "HIT", True), ("nginx", " hit ", True), ("nginx", "MISS", False),
+    ("nginx", "EXPIRED", False), ("nginx", None, False),
+    ("edgecdn", "edgecdn; hit", True), ("edgecdn", "edgecdn; hit; ttl=30", True),
+    ("edgecdn", "edgecdn; fwd=miss; stored", False), ("edgecdn", "edgecdn; fwd=stale", False),
+    ("edgecdn", "edgecdn; hit; fwd=uri-miss", False), ("edgecdn", "edgecdn", False),
+    ("ref", "refserver; hit, upstream; fwd=miss", True), ("ref", "", False),
+])
+def test_is_hit_reads_rfc9211_and_nginx_status(kind: str, value: str | None, hit: bool) -> None:
+    assert is_hit(kind, value) is hit
+
+
+def test_resolve_rejects_unknown_peer_names() -> None:
+    assert [p.workers for p in resolve(["edgecdn", "edgecdn-w2"])] == [1, 2]
+    with pytest.raises(ValueError, match="unknown server 'varnish'"):
+        resolve(["varnish"])
