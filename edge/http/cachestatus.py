@@ -18,11 +18,11 @@ _TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
 
 
 def _item(v: str) -> str:
-    """An sf-token when it is one, else an sf-string (escaping \\ and ")."""
+    """An sf-token when it is one, else an sf-string (escaping \\ and "). Characters an
+    sf-string cannot hold (controls, non-ASCII) become "?": a header must never fail."""
     if _TOKEN.fullmatch(v):
         return v
-    if not all(0x20 <= ord(c) < 0x7F for c in v):
-        raise ValueError(f"not representable in a structured field: {v!r}")
+    v = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in v)
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -38,7 +38,8 @@ def cache_status(
     collapsed: bool = False,
 ) -> str:
     """One Cache-Status member, e.g. ``edgecdn; hit; ttl=12`` or ``edgecdn; fwd=miss; stored``.
-    Raises ValueError for a contradiction (hit with fwd) or an unknown fwd reason."""
+    Raises ValueError for a contradiction (hit with fwd) or an unknown fwd reason: both are
+    programming errors, caught by the caller's tests."""
     if hit and fwd is not None:
         raise ValueError("RFC 9211: a hit did not go forward; do not pass fwd with hit")
     if fwd is not None and fwd not in FWD_REASONS:

@@ -134,6 +134,8 @@ def multipart_plan(
     body is: for each part ``header + representation[start:end]``, then ``closing``."""
     if not 1 <= len(boundary) <= 70 or boundary.endswith(" ") or not set(boundary) <= _BCHARS:
         raise ValueError(f"invalid multipart boundary {boundary!r}")
+    if content_type:  # from the origin: never let it break the part header
+        content_type = "".join(c if " " <= c <= "~" else " " for c in content_type).strip()
     ctype = f"Content-Type: {content_type}\r\n" if content_type else ""
     parts: list[tuple[bytes, int, int]] = []
     total = 0

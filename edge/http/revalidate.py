@@ -79,7 +79,7 @@ def merge_not_modified(
 def invalidates(method: str, status: int) -> bool:
     """§4.4: a non-error response (2xx/3xx) to an unsafe or unknown method invalidates the
     target URI's stored responses."""
-    return method.upper() not in SAFE_METHODS and 200 <= status < 400
+    return method not in SAFE_METHODS and 200 <= status < 400  # methods are case-sensitive
 
 
 def also_invalidated(resp: Headers, authority: str) -> list[str]:

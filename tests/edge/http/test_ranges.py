@@ -139,6 +139,14 @@ def test_multipart_plan_matches_rfc_example_layout() -> None:
     assert total == len(_assemble(data, plan))
 
 
+def test_multipart_part_header_cannot_be_broken_by_the_content_type() -> None:
+    parts, _, _ = multipart_plan([(0, 1)], 5, "text/plain\r\nX-Evil: 1\u00e9", "b")
+    assert (
+        parts[0][0]
+        == b"--b\r\nContent-Type: text/plain  X-Evil: 1\r\nContent-Range: bytes 0-0/5\r\n\r\n"
+    )
+
+
 def test_multipart_without_content_type_omits_the_field() -> None:
     parts, _, _ = multipart_plan([(0, 1)], 5, None, "b")
     assert b"Content-Type" not in parts[0][0]

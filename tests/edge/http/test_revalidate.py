@@ -102,6 +102,7 @@ def test_merge_refuses_a_304_for_another_representation() -> None:
         ("DELETE", 204, True),
         ("PATCH", 302, True),
         ("PURGE", 200, True),  # unknown methods count as unsafe
+        ("get", 200, True),  # method names are case-sensitive: "get" is not GET
         ("POST", 404, False),
         ("POST", 500, False),
         ("GET", 200, False),
