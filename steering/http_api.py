@@ -132,7 +132,7 @@ class HttpApi:
         now = self.clock()
         shifter = self.steering.shifter
         if path == b"/v1/admin/regions":
-            return _json(shifter.describe(now))
+            return _json(self.steering.regions_doc(now))
         if method != b"POST":
             return _err(405, "use POST", [(b"Allow", b"POST")])
         try:
@@ -166,4 +166,4 @@ class HttpApi:
         except ValueError as e:
             return _err(400, str(e))
         self.steering.rebuild(now)
-        return _json(shifter.describe(now))
+        return _json(self.steering.regions_doc(now))

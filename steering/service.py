@@ -175,6 +175,15 @@ class Steering:
         return d
 
     # -- introspection -------------------------------------------------------------------
+    def regions_doc(self, now: float) -> dict[str, dict[str, Any]]:
+        """Region traffic state; weight/keep are the values decisions use right now (the
+        view, refreshed every tick), not the ramp's value at this instant."""
+        doc = self.shifter.describe(now)
+        for r, d in doc.items():
+            d["weight"] = round(self.view.weight.get(r, 0.0), 3)
+            d["keep"] = round(self.view.keep.get(r, 0.0), 4)
+        return doc
+
     def fleet_doc(self, now: float) -> dict[str, Any]:
         edges = []
         for name, e in self.edges.items():
@@ -186,7 +195,7 @@ class Steering:
                 "last_error": h.last_error, "probe_latency_ms": round(h.latency_s * 1000, 2),
                 "consecutive_failures": h.fails, "consecutive_successes": h.oks,
             })
-        return {"time": now, "regions": self.shifter.describe(now), "edges": edges,
+        return {"time": now, "regions": self.regions_doc(now), "edges": edges,
                 "view_generation": self.view.gen,
                 "cloudfront": self.fleet.cloudfront.domain if self.fleet.cloudfront else None}
 
