@@ -7,6 +7,11 @@ strong tag with that text, so clients that echo it back still match.
 
 Evaluate preconditions only when the response without them would be 2xx (or 412),
 RFC 9110 §13.2.1; for the edge that means a stored or fetched 200/206.
+
+RFC 9111 §4.3.2 calls If-Match and If-Unmodified-Since "not applicable to a cache". The edge
+evaluates them anyway against the stored validators (as nginx does): in front of S3 it is the
+only HTTP server the client can reach, and a stored response it may reuse carries the
+validators the origin would compare. If-None-Match takes precedence over If-Modified-Since.
 """
 
 from __future__ import annotations
@@ -88,12 +93,6 @@ def weak_match(a: ETag | None, b: ETag | None) -> bool:
     return a is not None and b is not None and a[1] == b[1]
 
 
-def _single_date(v: str) -> float | None:
-    """A date field must hold exactly one valid HTTP-date (RFC 9110 §13.1.3/§13.1.4): a
-    list of dates does not parse as one date and is therefore ignored."""
-    return parse_http_date(v)
-
-
 def evaluate_preconditions(
     method: str,
     req: Headers,
@@ -104,31 +103,40 @@ def evaluate_preconditions(
 ) -> Precondition:
     """RFC 9110 §13.2.2, in its order. ``etag``/``last_modified`` describe the selected
     representation (None if it has none). ``date`` is the stored response's Date, which a
-    cache uses for If-Modified-Since when there is no Last-Modified (RFC 9111 §4.3.2)."""
+    cache uses for If-Modified-Since when there is no Last-Modified (RFC 9111 §4.3.2).
+
+    A date field holding anything but one valid HTTP-date (a list of dates included) is
+    ignored (§13.1.3, §13.1.4): ``parse_http_date`` returns None for it.
+    https://www.rfc-editor.org/rfc/rfc9110#section-13.2.2"""
     current = parse_etag(etag)
     safe = method in ("GET", "HEAD")
-    # Step 1 (§13.1.1): If-Match; strong comparison; "*" true when a representation exists.
+    # Step 1: If-Match; strong comparison; "*" true when a representation exists.
+    # https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1
     if "if-match" in req:
         members = parse_etag_list(req["if-match"])
         if members is not None and not any(strong_match(m, current) for m in members):
             return Precondition.PRECONDITION_FAILED
-    # Step 2 (§13.1.4): If-Unmodified-Since, only without If-Match.
+    # Step 2: If-Unmodified-Since, only without If-Match.
+    # https://www.rfc-editor.org/rfc/rfc9110#section-13.1.4
     elif "if-unmodified-since" in req and last_modified is not None:
-        ius = _single_date(req["if-unmodified-since"])
+        ius = parse_http_date(req["if-unmodified-since"])
         if ius is not None and last_modified > ius:
             return Precondition.PRECONDITION_FAILED
-    # Step 3 (§13.1.2): If-None-Match; weak comparison; "*" false when a representation exists.
+    # Step 3: If-None-Match; weak comparison; "*" false when a representation exists.
+    # https://www.rfc-editor.org/rfc/rfc9110#section-13.1.2
     if "if-none-match" in req:
         members = parse_etag_list(req["if-none-match"])
         if members is None or any(weak_match(m, current) for m in members):
             return Precondition.NOT_MODIFIED if safe else Precondition.PRECONDITION_FAILED
-    # Step 4 (§13.1.3): If-Modified-Since, only for GET/HEAD and without If-None-Match.
+    # Step 4: If-Modified-Since, only for GET/HEAD and without If-None-Match.
+    # https://www.rfc-editor.org/rfc/rfc9110#section-13.1.3
     elif safe and "if-modified-since" in req:
-        ims = _single_date(req["if-modified-since"])
+        ims = parse_http_date(req["if-modified-since"])
         modified = last_modified if last_modified is not None else date
         if ims is not None and modified is not None and modified <= ims:
             return Precondition.NOT_MODIFIED
-    # Step 5 (§13.1.5): If-Range is evaluated with the Range header: see if_range_ok.
+    # Step 5: If-Range goes with the Range header: see if_range_ok.
+    # https://www.rfc-editor.org/rfc/rfc9110#section-13.1.5
     return Precondition.PROCEED
 
 
