@@ -1,0 +1,573 @@
+"""Single flights: one origin fetch per chunk however many clients miss it at once.
+
+A ChunkFlight holds the bytes of one chunk as they arrive; any number of readers stream from
+it (read-while-writer) by awaiting a progress future that the feeder resolves on each piece
+(no polling). The fetch runs as its own task, so a client that disconnects never aborts a
+fetch others wait on. On completion the chunk goes through the store's ChunkWriter (length
+checked, committed in a thread); on failure nothing becomes visible and readers see
+FlightFailed, which makes the server close their connection mid-body.
+
+A HeadFlight is the one request per object that learns (or revalidates) its meta: it asks
+for the first chunk the client needs with a Range header (plus If-None-Match/If-Modified-Since
+when revalidating) and, when the answer is storable, feeds that chunk's flight with the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.http.cachekey import vary_fields, vary_values
+from edge.http.model import StoredResponse
+from edge.http.revalidate import conditional_headers, merge_not_modified
+from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
+from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
+from edge.store.meta import ObjectMeta
+
+RELAY_LIMIT = 64 * 1024  # non-2xx bodies up to this size are shared with every waiter
+PEER_HEADER = "x-edgecdn-peer"
+META_HEADER = "x-edgecdn-meta"
+# request headers never forwarded on a cache fill (the fill asks its own range/validators)
+_NOT_FORWARDED = frozenset({
+    "range", "if-range", "if-none-match", "if-modified-since", "if-match",
+    "if-unmodified-since", "cache-control", "pragma", "content-length", "expect", "host",
+    PEER_HEADER,
+})
+# response headers that describe one message, not the stored object
+_NOT_STORED = frozenset({
+    "content-length", "content-range", "age", "cache-status", "date-received", "accept-ranges",
+    META_HEADER,
+})
+
+
+class FlightFailed(Exception):
+    """The chunk could not be fetched completely; readers must close their connection."""
+
+    def __init__(self, reason: str, status: int = 502) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class ChunkFlight:
+    """One chunk being fetched; read from any offset while it arrives."""
+
+    __slots__ = ("key", "length", "buf", "done", "error", "_progress")
+
+    def __init__(self, key: str, length: int) -> None:
+        self.key = key
+        self.length = length
+        self.buf = bytearray()
+        self.done = False
+        self.error: FlightFailed | None = None
+        self._progress: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        f = self._progress
+        if f is not None:
+            self._progress = None
+            if not f.done():
+                f.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, error: FlightFailed) -> None:
+        if not self.done:
+            self.error = error
+        self._wake()
+
+    async def read(self, pos: int, end: int) -> bytes | bytearray:
+        """Bytes [pos, <=end) as soon as any are there; b"" once end is reached."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            have = len(self.buf)
+            if have > pos:
+                return self.buf[pos:min(have, end)]
+            if pos >= end or self.done:
+                if pos < end and self.done and have < end:
+                    raise FlightFailed("chunk shorter than expected")
+                return b""
+            if self._progress is None:
+                self._progress = asyncio.get_running_loop().create_future()
+            await self._progress
+
+
+class HeadKind(enum.Enum):
+    META = "meta"  # storable: serve from meta (chunk flights registered)
+    NOT_MODIFIED = "not_modified"  # revalidated: meta refreshed
+    RELAY = "relay"  # small non-2xx answer, shared with every waiter
+    PASS = "pass"  # not shareable: each waiter asks the origin itself
+    ERROR = "error"  # origin failed (5xx, timeout, unreachable)
+
+
+@dataclass(slots=True)
+class HeadResult:
+    kind: HeadKind
+    meta: ObjectMeta | None = None
+    status: int = 0
+    headers: Headers = field(default_factory=dict)
+    body: bytes = b""
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class FlightStats:
+    origin_fetches: int = 0
+    origin_errors: int = 0
+    origin_bytes: int = 0
+    latencies: list[float] = field(default_factory=list)  # first-byte seconds, drained by metrics
+    disk_full_since: float = 0.0  # last DiskFull (0: none)
+    store_failures: int = 0
+
+
+def parse_content_range(v: str | None) -> tuple[int, int, int | None] | None:
+    """"bytes a-b/len" -> (a, b+1, len); "bytes */len" -> (-1, -1, len); None if malformed."""
+    if not v or not v.startswith("bytes "):
+        return None
+    rng, _, total = v[6:].partition("/")
+    try:
+        length = None if total.strip() == "*" else int(total)
+        if rng.strip() == "*":
+            return (-1, -1, length)
+        a, _, b = rng.partition("-")
+        return (int(a), int(b) + 1, length)
+    except ValueError:
+        return None
+
+
+def stored_of(meta: ObjectMeta) -> StoredResponse:
+    return StoredResponse(meta.status, meta.headers, meta.request_time, meta.response_time,
+                          meta.soft_purged)
+
+
+def _etag_core(v: str | None) -> str | None:
+    if v is None:
+        return None
+    return v[2:] if v.startswith("W/") else v
+
+
+class Flights:
+    """The flight tables of one process, plus the fetch tasks that feed them."""
+
+    def __init__(self, store: Any, origin: Origin, *, chunk_size: int,
+                 peer_for: Callable[[str], Origin | None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.origin = origin
+        self.chunk_size = chunk_size
+        self.peer_for = peer_for or (lambda _key: None)
+        self.clock = clock
+        self.chunks: dict[str, ChunkFlight] = {}
+        self.heads: dict[str, asyncio.Future[HeadResult]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.stats = FlightStats()
+        self.storing = True
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+        return t
+
+    def bounds(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
+        start = index * self.chunk_size
+        return start, min(start + self.chunk_size, meta.size)
+
+    async def _open(self, ckey: str, path: str, query: str, headers: Headers
+                    ) -> tuple[OriginResponse, float, float, bool]:
+        """Ask the chunk's owner worker if another worker owns it, else the origin. An owner
+        that cannot be reached (killed, restarting) is skipped: the origin is asked instead,
+        so a dead worker never leaves a chunk locked."""
+        peer = self.peer_for(ckey)
+        if peer is not None:
+            h = dict(headers)
+            h[PEER_HEADER] = "1"
+            try:
+                resp, t0, t1 = await self._request(peer, path, query, h)
+                return resp, t0, t1, True
+            except OriginError as e:
+                if e.kind != "unreachable":
+                    raise
+        resp, t0, t1 = await self._request(self.origin, path, query, headers)
+        return resp, t0, t1, False
+
+    @staticmethod
+    def forward_headers(req: Headers) -> Headers:
+        return {k: v for k, v in strip_hop_by_hop(req).items() if k not in _NOT_FORWARDED}
+
+    async def _request(self, src: Origin, path: str, query: str, headers: Headers
+                       ) -> tuple[OriginResponse, float, float]:
+        t0 = self.clock()
+        m0 = time.monotonic()
+        self.stats.origin_fetches += 1
+        try:
+            resp = await src.fetch("GET", path, query, headers)
+        except OriginError:
+            self.stats.origin_errors += 1
+            raise
+        self.stats.latencies.append(time.monotonic() - m0)
+        if len(self.stats.latencies) > 10000:
+            del self.stats.latencies[:5000]
+        return resp, t0, self.clock()
+
+    # ---- chunk flights (meta known) --------------------------------------------------------
+    def chunk_flight(self, meta: ObjectMeta, index: int, path: str, query: str,
+                     req: Headers) -> ChunkFlight:
+        """The flight of a chunk, started if nobody is fetching it yet."""
+        ckey = fkey(meta, index)
+        fl = self.chunks.get(ckey)
+        if fl is not None:
+            return fl
+        start, end = self.bounds(meta, index)
+        fl = ChunkFlight(ckey, end - start)
+        self.chunks[ckey] = fl
+        self._spawn(self._fetch_chunk(meta, index, fl, path, query, self.forward_headers(req)))
+        return fl
+
+    async def _fetch_chunk(self, meta: ObjectMeta, index: int, fl: ChunkFlight, path: str,
+                           query: str, fwd: Headers) -> None:
+        start, end = self.bounds(meta, index)
+        h = dict(fwd)
+        h["range"] = f"bytes={start}-{end - 1}"
+        resp: OriginResponse | None = None
+        try:
+            resp, _, _, via_peer = await self._open(f"{meta.key}#{index}", path, query, h)
+            etag = resp.headers.get("etag")
+            if meta.etag and etag and _etag_core(etag) != _etag_core(meta.etag):
+                self._object_changed(meta)
+                raise FlightFailed("object changed at the origin")
+            if resp.status == 206:
+                cr = parse_content_range(resp.headers.get("content-range"))
+                if cr is None or cr[0] != start or cr[2] != meta.size:
+                    self._object_changed(meta)
+                    raise FlightFailed("origin sent another range or length")
+                await self._feed(meta, resp, start, {index: fl}, store=not via_peer, only=index)
+            elif resp.status == 200:
+                if resp.content_length != meta.size:
+                    self._object_changed(meta)
+                    raise FlightFailed("origin length changed")
+                await self._feed(meta, resp, 0, {index: fl}, store=not via_peer, only=None)
+            else:
+                if resp.status in (404, 410, 412, 416):
+                    self._object_changed(meta)
+                raise FlightFailed(f"origin answered {resp.status} for a chunk",
+                                   502 if resp.status >= 500 else 502)
+        except OriginError as e:
+            fl.fail(FlightFailed(e.reason, e.status))
+        except FlightFailed as e:
+            fl.fail(e)
+        except Exception as e:  # never leave readers hanging
+            fl.fail(FlightFailed(f"fill failed: {type(e).__name__}"))
+        finally:
+            if resp is not None:
+                resp.close()
+            if not fl.done:
+                fl.fail(fl.error or FlightFailed("fill ended early"))
+                if self.chunks.get(fl.key) is fl:
+                    del self.chunks[fl.key]
+
+    def _object_changed(self, meta: ObjectMeta) -> None:
+        """The origin's object is no longer the stored one: forget it so the next request
+        starts over (chunks of the old version are never mixed with new bytes)."""
+        with contextlib.suppress(Exception):
+            cur = self.store.get_meta(meta.key)
+            if cur is not None and cur.version == meta.version:
+                self.store.remove_object(meta.key)
+
+    async def _feed(self, meta: ObjectMeta, resp: OriginResponse, offset: int,
+                    owned: dict[int, ChunkFlight], *, store: bool, only: int | None,
+                    meta_saved: asyncio.Future[None] | None = None) -> None:
+        """Route body bytes starting at object offset ``offset`` into chunk flights.
+
+        ``owned`` are flights this fetch must complete; with ``only`` None (an origin that
+        ignored Range and sent everything) every other absent chunk is filled on the way.
+        """
+        index = offset // self.chunk_size
+        pos = offset
+        cur: ChunkFlight | None = None
+        writer: Any = None
+        last = (meta.size - 1) // self.chunk_size if meta.size else -1
+
+        if only is None:  # the whole rest of the object is coming: claim its absent chunks
+            for i in range(index, last + 1):
+                ckey = fkey(meta, i)
+                if i not in owned and ckey not in self.chunks \
+                        and self.store.get_chunk(meta, i) is None:
+                    s, e = self.bounds(meta, i)
+                    owned[i] = self.chunks[ckey] = ChunkFlight(ckey, e - s)
+
+        def open_chunk(i: int) -> tuple[ChunkFlight | None, Any]:
+            fl = owned.get(i)
+            w = None
+            if fl is not None and store and self.storing and self.store.should_store(meta, i):
+                try:
+                    w = self.store.new_writer(meta, i)
+                except OSError:
+                    self.stats.disk_full_since = self.clock()
+            return fl, w
+
+        try:
+            if index <= last:
+                cur, writer = open_chunk(index)
+            chunk_end = self.bounds(meta, index)[1] if index <= last else pos
+            async for data in resp.iter_body():
+                self.stats.origin_bytes += len(data)
+                mv = memoryview(data)
+                while mv:
+                    if pos >= meta.size:
+                        raise FlightFailed("origin sent more bytes than the object has")
+                    take = min(len(mv), chunk_end - pos)
+                    piece = mv[:take]
+                    mv = mv[take:]
+                    pos += take
+                    if cur is not None:
+                        cur.feed(piece.tobytes() if len(piece) < len(data) else data)
+                        if writer is not None:
+                            try:
+                                writer.write(piece)
+                            except OSError:
+                                self.stats.disk_full_since = self.clock()
+                                writer.abort()
+                                writer = None
+                    if pos == chunk_end:
+                        if cur is not None:
+                            cur.finish()
+                            self._spawn(self._commit(cur, writer, meta_saved))
+                            owned.pop(index, None)
+                        cur, writer = None, None
+                        if only is not None and index == only:
+                            return
+                        index += 1
+                        if index > last:
+                            continue
+                        cur, writer = open_chunk(index)
+                        chunk_end = self.bounds(meta, index)[1]
+            if pos < meta.size and (only is None or index == only):
+                raise FlightFailed("origin closed the body early")
+        except BaseException as e:
+            if writer is not None:
+                writer.abort()
+            err = e if isinstance(e, FlightFailed) else (
+                FlightFailed(e.reason, e.status) if isinstance(e, OriginError)
+                else FlightFailed(f"fill failed: {type(e).__name__}"))
+            for fl in owned.values():
+                fl.fail(err)
+                if self.chunks.get(fl.key) is fl:
+                    del self.chunks[fl.key]
+            if isinstance(e, FlightFailed | OriginError):
+                return
+            raise
+        finally:
+            resp.release() if pos >= meta.size or only is not None else resp.close()
+            for fl in owned.values():
+                if not fl.done:
+                    fl.fail(FlightFailed("origin closed the body early"))
+                    if self.chunks.get(fl.key) is fl:
+                        del self.chunks[fl.key]
+
+    async def _commit(self, fl: ChunkFlight, writer: Any,
+                      meta_saved: asyncio.Future[None] | None) -> None:
+        """Make a complete chunk visible (after its meta), then drop the flight."""
+        try:
+            if writer is not None:
+                if meta_saved is not None:
+                    await meta_saved
+                ok = await asyncio.to_thread(writer.commit)
+                if not ok:
+                    self.stats.store_failures += 1
+        except OSError:
+            self.stats.disk_full_since = self.clock()
+            with contextlib.suppress(Exception):
+                writer.abort()
+        except Exception:
+            self.stats.store_failures += 1
+            with contextlib.suppress(Exception):
+                writer.abort()
+        finally:
+            if self.chunks.get(fl.key) is fl:
+                del self.chunks[fl.key]
+
+    # ---- head flights (meta unknown or stale) ----------------------------------------------
+    def head(self, key: str, index: int, path: str, query: str, req: Headers,
+             stale: ObjectMeta | None) -> asyncio.Future[HeadResult]:
+        """The object's one head flight: learn its meta (or revalidate ``stale``) by asking
+        for chunk ``index``. Joins the running one if there is one."""
+        fut = self.heads.get(key)
+        if fut is not None:
+            return fut
+        fut = asyncio.get_running_loop().create_future()
+        self.heads[key] = fut
+        self._spawn(self._run_head(key, index, path, query, self.forward_headers(req), req,
+                                   stale, fut))
+        return fut
+
+    async def _run_head(self, key: str, index: int, path: str, query: str, fwd: Headers,
+                        req: Headers, stale: ObjectMeta | None,
+                        fut: asyncio.Future[HeadResult]) -> None:
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            result = await self._head_once(key, index, path, query, fwd, req, stale, fut, saved)
+            if not fut.done():
+                fut.set_result(result)
+        except Exception as e:  # the head must always resolve
+            if not fut.done():
+                reason = e.reason if isinstance(e, OriginError) else f"fill failed: {type(e).__name__}"
+                status = e.status if isinstance(e, OriginError) else 502
+                fut.set_result(HeadResult(HeadKind.ERROR, status=status, reason=reason))
+        finally:
+            if self.heads.get(key) is fut:
+                del self.heads[key]
+
+    async def _head_once(self, key: str, index: int, path: str, query: str, fwd: Headers,
+                         req: Headers, stale: ObjectMeta | None,
+                         fut: asyncio.Future[HeadResult], saved: asyncio.Future[None]
+                         ) -> HeadResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            h = dict(fwd)
+            cs = self.chunk_size
+            if index >= 0:
+                h["range"] = f"bytes={index * cs}-{(index + 1) * cs - 1}"
+            if stale is not None:
+                h.update(conditional_headers(stored_of(stale)))
+            try:
+                resp, t_req, t_resp, via_peer = await self._open(
+                    f"{key}#{max(index, 0)}", path, query, h)
+            except OriginError as e:
+                return HeadResult(HeadKind.ERROR, status=e.status, reason=e.reason)
+            rh = resp.headers
+            if resp.status == 416 and attempt == 1:
+                resp.release()
+                cr = parse_content_range(rh.get("content-range"))
+                index = 0 if cr and cr[2] else -1  # past the end: chunk 0; empty: no Range
+                continue
+            if resp.status == 304 and stale is not None:
+                resp.release()
+                merged = merge_not_modified(stored_of(stale), strip_hop_by_hop(rh), t_req, t_resp)
+                merged.headers = {k: v for k, v in merged.headers.items() if k not in _NOT_STORED}
+                meta = stale.with_stored(merged)
+                if via_peer:
+                    return HeadResult(HeadKind.NOT_MODIFIED, meta=meta)
+                await asyncio.to_thread(self._put_meta, meta)
+                return HeadResult(HeadKind.NOT_MODIFIED, meta=meta)
+            if resp.status in (200, 206):
+                return await self._head_body(key, resp, rh, t_req, t_resp, req, via_peer, fut,
+                                             saved)
+            if resp.status >= 500:
+                resp.close()
+                self.stats.origin_errors += 1
+                return HeadResult(HeadKind.ERROR, status=502, reason=f"origin answered {resp.status}")
+            if resp.status in (404, 410) and stale is not None and not via_peer:
+                with contextlib.suppress(Exception):
+                    self.store.remove_object(key)
+            body = await resp.read_all(RELAY_LIMIT)
+            if body is None:
+                return HeadResult(HeadKind.PASS, reason="large non-2xx answer")
+            resp.release()
+            return HeadResult(HeadKind.RELAY, status=resp.status,
+                              headers=strip_hop_by_hop(rh), body=body)
+
+    def _put_meta(self, meta: ObjectMeta) -> None:
+        try:
+            self.store.put_meta(meta)
+        except OSError:
+            self.stats.disk_full_since = self.clock()
+
+    async def _head_body(self, key: str, resp: OriginResponse, rh: Headers, t_req: float,
+                         t_resp: float, req: Headers, via_peer: bool,
+                         fut: asyncio.Future[HeadResult], saved: asyncio.Future[None]
+                         ) -> HeadResult:
+        if resp.status == 206:
+            cr = parse_content_range(rh.get("content-range"))
+            if cr is None or cr[2] is None or cr[0] < 0:
+                resp.close()
+                return HeadResult(HeadKind.PASS, reason="origin range without length")
+            size, offset = cr[2], cr[0]
+        else:
+            cl = resp.content_length
+            if cl is None:
+                resp.close()
+                return HeadResult(HeadKind.PASS, reason="origin sent no length")
+            size, offset = cl, 0
+        if via_peer:
+            raw = rh.get(META_HEADER)
+            if raw is None:
+                resp.close()
+                return HeadResult(HeadKind.PASS, reason="peer answer not cacheable")
+            meta = ObjectMeta.from_json(raw)
+        else:
+            headers = {k: v for k, v in headers_to_store(rh, t_resp).items()
+                       if k not in _NOT_STORED}
+            fields = vary_fields(headers)
+            if fields is None or not storable("GET", 200, req, headers):
+                resp.close()
+                return HeadResult(HeadKind.PASS, reason="not storable")
+            meta = ObjectMeta.from_stored(
+                key, size, StoredResponse(200, headers, t_req, t_resp),
+                vary=vary_values(fields, req),
+            )
+        if offset % self.chunk_size or offset >= max(size, 1) and size:
+            resp.close()
+            return HeadResult(HeadKind.PASS, reason="origin sent an unexpected range")
+        index = offset // self.chunk_size
+        owned: dict[int, ChunkFlight] = {}
+        if size:
+            ckey = fkey(meta, index)
+            if ckey not in self.chunks:
+                s, e = self.bounds(meta, index)
+                owned[index] = self.chunks[ckey] = ChunkFlight(ckey, e - s)
+        fut.set_result(HeadResult(HeadKind.META, meta=meta))
+        if not via_peer:
+            self._spawn(self._save_meta(meta, saved))
+        else:
+            saved.set_result(None)
+        await self._feed(meta, resp, offset, owned, store=not via_peer,
+                         only=index if resp.status == 206 else None, meta_saved=saved)
+        await saved  # the head stays registered until its meta is on disk
+        return HeadResult(HeadKind.META, meta=meta)
+
+    async def _save_meta(self, meta: ObjectMeta, saved: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.to_thread(self._put_meta, meta)
+        finally:
+            if not saved.done():
+                saved.set_result(None)
+
+    async def revalidate_in_background(self, meta: ObjectMeta, path: str, query: str,
+                                       req: Headers) -> None:
+        """stale-while-revalidate: one background revalidation per object at a time."""
+        if meta.key in self.heads:
+            return
+        await self.head(meta.key, 0, path, query, req, meta)
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        for t in list(self.tasks):
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def fkey(meta: ObjectMeta, index: int) -> str:
+    """Flight table key: the version is part of it, so a changed object never joins old bytes."""
+    return f"{meta.version}:{meta.key}#{index}"
+
+
+def meta_header_value(meta: ObjectMeta) -> str:
+    """The meta a shard owner hands to a peer worker (one line of JSON)."""
+    return json.dumps(meta.to_dict(), separators=(",", ":"))

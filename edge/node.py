@@ -1,0 +1,144 @@
+"""One edge process: store + origin client + flights + server listeners + housekeeping.
+
+With ``--workers N`` the supervisor (edge.workers) runs N of these on one port
+(SO_REUSEPORT), each also listening on its own Unix socket for peer requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge.config import EdgeConfig
+from edge.flights import Flights
+from edge.origin_client import make_origin
+from edge.peer import Peers, socket_path
+from edge.policy import make_policy
+from edge.server.accesslog import AccessLog
+from edge.server.app import EdgeApp
+from edge.server.metrics import EdgeMetrics
+from edge.server.ops import Ops
+from edge.server.protocol import HttpConnection
+from edge.store.store import Store, StoreConfig
+
+log = logging.getLogger("edge.node")
+
+
+class EdgeNode:
+    def __init__(self, cfg: EdgeConfig, worker: int = 0, workers: int = 1) -> None:
+        self.cfg = cfg
+        self.worker = worker
+        self.workers = workers
+        self.servers: list[asyncio.base_events.Server] = []
+        self.app: EdgeApp | None = None
+        self.ops: Ops | None = None
+        self.store: Any = None
+        self.flights: Flights | None = None
+        self.peers: Peers | None = None
+        self.origin: Any = None
+        self.port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        cfg.cache.dir.mkdir(parents=True, exist_ok=True)
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.peers = Peers(cfg.origin, cfg.run_dir, self.worker, self.workers)
+        owns = self.peers.owns if self.workers > 1 else None
+        self.store = Store(
+            StoreConfig(cfg.cache.dir, cfg.cache.disk_bytes, cfg.cache.memory_bytes,
+                        cfg.cache.chunk_size, cfg.cache.fsync, owns),
+            make_policy(cfg.cache.policy, cfg.cache.disk_bytes),
+            make_policy("lru", cfg.cache.memory_bytes),
+        )
+        await self.store.start()
+        self.origin = make_origin(cfg.origin)
+        await self.origin.start()
+        self.flights = Flights(self.store, self.origin, chunk_size=cfg.cache.chunk_size,
+                               peer_for=self.peers.peer_for)
+        app = self.app = EdgeApp(cfg, self.store, self.origin, self.flights)
+        if self.workers > 1:
+            app.owns = self.peers.owns
+        access = AccessLog(cfg.log, cfg.spool_dir, cfg.node.name, cfg.node.site, cfg.node.region)
+        self.ops = Ops(app, self.flights, self.store, EdgeMetrics(), access,
+                       run_dir=cfg.run_dir, worker=self.worker, workers=self.workers)
+        app.ops = self.ops
+        loop = asyncio.get_running_loop()
+        reuse = self.workers > 1
+        admin_apart = cfg.node.admin_listen is not None
+        host, port = cfg.node.listen
+        srv = await loop.create_server(
+            lambda: HttpConnection(app, admin=not admin_apart), host, port,
+            reuse_port=reuse or None, backlog=2048)
+        self.servers.append(srv)
+        self.port = srv.sockets[0].getsockname()[1]
+        if admin_apart:
+            ahost, aport = cfg.node.admin_listen  # type: ignore[misc]
+            asrv = await loop.create_server(
+                lambda: HttpConnection(app, admin=True, public=False), ahost, aport,
+                reuse_port=reuse or None)
+            self.servers.append(asrv)
+            self.admin_port = asrv.sockets[0].getsockname()[1]
+        if self.workers > 1:
+            sp = socket_path(cfg.run_dir, self.worker)
+            with contextlib.suppress(FileNotFoundError):
+                sp.unlink()
+            usrv = await loop.create_unix_server(
+                lambda: HttpConnection(app, internal=True, public=False), str(sp), backlog=1024)
+            self.servers.append(usrv)
+        self.ops.start()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        for s in self.servers:
+            s.close()
+        if self.app is not None:
+            await self.app.drain_connections(grace)
+        if self.flights is not None:
+            await self.flights.close()
+        if self.app is not None:
+            for t in list(self.app.tasks):
+                t.cancel()
+        if self.ops is not None:
+            await self.ops.stop()
+        if self.origin is not None:
+            await self.origin.close()
+        if self.peers is not None:
+            await self.peers.close()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+        if self.workers > 1:
+            with contextlib.suppress(OSError):
+                socket_path(self.cfg.run_dir, self.worker).unlink()
+
+
+async def run_node(cfg: EdgeConfig, worker: int = 0, workers: int = 1) -> int:
+    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    import signal
+
+    node = EdgeNode(cfg, worker, workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except OSError as e:
+        print(f"edge: cannot start: {e}", file=sys.stderr, flush=True)
+        await node.stop(0)
+        return 1
+    host = cfg.node.listen[0]
+    admin = f" admin on {cfg.node.admin_listen[0]}:{node.admin_port}" if node.admin_port else ""
+    print(f"edge {cfg.node.name} worker {worker} pid {os.getpid()} ready on "
+          f"http://{host}:{node.port}{admin} origin {cfg.origin.url}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await node.stop()
+    return 0
+
+
+def cache_dir_of(cfg: EdgeConfig) -> Path:
+    return cfg.cache.dir

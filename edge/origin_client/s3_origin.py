@@ -1,0 +1,81 @@
+"""An S3 (or S3-compatible) origin: boto3 only presigns; aiohttp streams the bytes.
+
+Presigning is local CPU work (SigV4), so it runs inline; presigned URLs are reused for half
+their lifetime. Range / If-None-Match are ordinary headers, not part of the signature.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import boto3
+from botocore.config import Config
+
+from edge.config import OriginConfig
+from edge.origin_client.base import AiohttpFetcher, Headers, OriginResponse
+
+URL_TTL = 600
+
+
+class S3Origin:
+    kind = "s3"
+    supports_methods = frozenset({"GET", "HEAD"})
+
+    def __init__(self, cfg: OriginConfig) -> None:
+        self.cfg = cfg
+        self.bucket = cfg.bucket
+        self.prefix = cfg.prefix
+        endpoint = cfg.endpoint_url
+        custom = bool(endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
+                      or os.environ.get("AWS_ENDPOINT_URL"))
+        bconf = Config(signature_version="s3v4",
+                       s3={"addressing_style": "path" if custom else "auto"})
+        session = boto3.session.Session(
+            aws_access_key_id=cfg.access_key_id, aws_secret_access_key=cfg.secret_access_key,
+            region_name=cfg.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+        self.client = session.client("s3", endpoint_url=endpoint, config=bconf)
+        self.fetcher = AiohttpFetcher(cfg)
+        self._urls: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def start(self) -> None:
+        await self.fetcher.start()
+
+    def object_key(self, path: str) -> str:
+        key = path.lstrip("/")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def presign(self, method: str, path: str) -> str:
+        now = time.monotonic()
+        hit = self._urls.get((method, path))
+        if hit and hit[0] > now:
+            return hit[1]
+        op = "head_object" if method == "HEAD" else "get_object"
+        url = self.client.generate_presigned_url(
+            op, Params={"Bucket": self.bucket, "Key": self.object_key(path)}, ExpiresIn=URL_TTL,
+        )
+        if len(self._urls) > 10000:
+            self._urls.clear()
+        self._urls[(method, path)] = (now + URL_TTL / 2, url)
+        return url
+
+    async def fetch(self, method: str, path: str, query: str, headers: Headers,
+                    body: bytes | None = None) -> OriginResponse:
+        """``query`` is ignored: an S3 object does not vary by query string."""
+        h = {k: v for k, v in headers.items()
+             if k in ("range", "if-none-match", "if-modified-since", "if-match")}
+        resp = await self.fetcher.request(method, self.presign(method, path), h, None)
+        resp.headers = self._clean(resp.headers)
+        return resp
+
+    def _clean(self, headers: Headers) -> Headers:
+        out = {k: v for k, v in headers.items()
+               if not k.startswith("x-amz-") and k not in ("server",)}
+        ttl = self.cfg.default_ttl
+        if ttl > 0 and "cache-control" not in out and "expires" not in out:
+            out["cache-control"] = f"s-maxage={int(ttl)}"
+        return out
+
+    async def close(self) -> None:
+        await self.fetcher.close()

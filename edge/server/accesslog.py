@@ -1,0 +1,123 @@
+"""Access log: the hot path appends a tuple; this formats and writes them once a second.
+
+Lines are contracts.logs.AccessRecord JSON, to stdout or a file, and to a spool directory
+``<cache_dir>/logs/`` as ``access-<pid>-<seq>.jsonl`` files that are closed every
+``rotate_seconds`` and renamed to ``access-<pid>-<seq>.ready`` for the log shipper. A file
+left ``.jsonl`` by a process that died is renamed on the next start, so no line is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from contracts.logs import AccessRecord
+from edge.config import LogConfig
+
+_SPOOL_NAME = re.compile(r"^access-(\d+)-(\d+)\.jsonl$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_spool(spool: Path) -> int:
+    """Rename files of dead processes to .ready; returns how many."""
+    n = 0
+    if not spool.is_dir():
+        return 0
+    for p in spool.iterdir():
+        m = _SPOOL_NAME.match(p.name)
+        if m and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1)))):
+            if p.stat().st_size > 0:
+                os.replace(p, p.with_suffix(".ready"))
+                n += 1
+            else:
+                p.unlink(missing_ok=True)
+    return n
+
+
+class AccessLog:
+    def __init__(self, cfg: LogConfig, spool_dir: Path | None, edge: str = "", site: str = "",
+                 region: str = "") -> None:
+        self.cfg = cfg
+        self.edge, self.site, self.region = edge, site, region
+        self.sink: IO[str] | None = None
+        self.own_sink = False
+        if cfg.access == "-":
+            self.sink = sys.stdout
+        elif cfg.access:
+            self.sink = open(cfg.access, "a", buffering=1 << 16)  # noqa: SIM115
+            self.own_sink = True
+        self.spool = spool_dir if cfg.spool else None
+        self.seq = 0
+        self.file: IO[str] | None = None
+        self.path: Path | None = None
+        self.opened = 0.0
+        if self.spool is not None:
+            self.spool.mkdir(parents=True, exist_ok=True)
+            recover_spool(self.spool)
+            self.seq = int(time.time() * 1000)
+
+    def format(self, rows: list[tuple[Any, ...]]) -> str:
+        out = []
+        e, s, r = self.edge, self.site, self.region
+        for ts, client, method, path, rng, status, nbytes, cache, dur in rows:
+            out.append(AccessRecord(round(ts, 3), client, method, path, status, nbytes, cache,
+                                    round(dur, 3), rng, e, s, r).to_json())
+        out.append("")
+        return "\n".join(out)
+
+    def write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write formatted rows; rotates the spool file when due."""
+        if rows:
+            text = self.format(rows)
+            if self.sink is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.sink.write(text)
+                    self.sink.flush()
+            if self.spool is not None:
+                try:
+                    if self.file is None:
+                        self._open()
+                    assert self.file is not None
+                    self.file.write(text)
+                    self.file.flush()
+                except OSError:
+                    pass
+        self.maybe_rotate()
+
+    def _open(self) -> None:
+        assert self.spool is not None
+        self.seq += 1
+        self.path = self.spool / f"access-{os.getpid()}-{self.seq}.jsonl"
+        self.file = open(self.path, "a")  # noqa: SIM115
+        self.opened = time.monotonic()
+
+    def maybe_rotate(self, force: bool = False) -> None:
+        if self.file is None:
+            return
+        if force or time.monotonic() - self.opened >= self.cfg.rotate_seconds:
+            self.file.close()
+            self.file = None
+            assert self.path is not None
+            with contextlib.suppress(OSError):
+                os.replace(self.path, self.path.with_suffix(".ready"))
+            self.path = None
+
+    def close(self) -> None:
+        self.maybe_rotate(force=True)
+        if self.own_sink and self.sink is not None:
+            self.sink.close()
+            self.sink = None

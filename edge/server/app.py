@@ -1,0 +1,710 @@
+"""What the edge answers: routing, the cache decision, and the response for each outcome.
+
+``handle`` is synchronous: a fresh hit whose chunks are all stored is answered without a single
+await (parse -> key -> index -> memory bytes or sendfile). Everything that has to wait (a
+miss, a revalidation, a pass-through, a slow client) continues in a task. The rules
+(freshness, preconditions, ranges, Vary, storability) are edge.http's pure functions; this
+file only gathers their inputs and acts on their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.keys import BadPath, normalize_path
+from contracts.tokens import TOKEN_PARAM, TokenResult, verify
+from edge.config import EdgeConfig
+from edge.flights import (
+    META_HEADER,
+    PEER_HEADER,
+    FlightFailed,
+    Flights,
+    HeadKind,
+    HeadResult,
+    fkey,
+    meta_header_value,
+    stored_of,
+)
+from edge.http.cachecontrol import parse_cache_control
+from edge.http.cachekey import object_key, vary_matches
+from edge.http.cachestatus import cache_status
+from edge.http.conditional import Precondition, evaluate_preconditions, if_range_ok
+from edge.http.dates import format_http_date, parse_http_date
+from edge.http.freshness import (
+    Freshness,
+    current_age,
+    evaluate,
+    freshness_lifetime,
+    stale_if_error_allowed,
+)
+from edge.http.ranges import (
+    RangeKind,
+    content_range,
+    multipart_plan,
+    parse_range,
+    unsatisfied_range,
+)
+from edge.http.revalidate import invalidates
+from edge.http.storage import strip_hop_by_hop
+from edge.origin_client.base import Origin, OriginError
+from edge.server.protocol import CLOSE, KEEP_ALIVE_10, HttpConnection, Request, status_line
+from edge.store.meta import ObjectMeta
+
+log = logging.getLogger("edge.app")
+
+# response headers the edge computes per response; never copied from the stored ones
+_COMPUTED = frozenset({
+    "content-length", "content-range", "accept-ranges", "age", "cache-status", "connection",
+    "transfer-encoding", "keep-alive", "content-type", META_HEADER,
+})
+_PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-encoding",
+                        "content-length", META_HEADER})
+_NO_BODY_STATUS = frozenset({204, 304})
+BOUNDARY = "edgecdn-byteranges-7f3a9c"
+
+
+@dataclass(slots=True)
+class Counters:
+    """Plain integers bumped on the hot path; metrics/healthz read them off the hot path."""
+
+    requests: int = 0
+    content_requests: int = 0
+    hits: int = 0
+    bytes_sent: int = 0
+    active: int = 0
+
+
+class MetaView:
+    """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
+
+    __slots__ = ("block", "lifetime", "lm", "ctype")
+
+    def __init__(self, meta: ObjectMeta) -> None:
+        lines = [f"{k}: {v}\r\n" for k, v in meta.headers.items() if k not in _COMPUTED]
+        self.block = "".join(lines).encode("latin-1", "replace")
+        self.lifetime = freshness_lifetime(meta.headers, response_time=meta.response_time)
+        self.lm = parse_http_date(meta.last_modified)
+        self.ctype = meta.headers.get("content-type", meta.content_type)
+
+
+class EdgeApp:
+    def __init__(self, cfg: EdgeConfig, store: Any, origin: Origin, flights: Flights,
+                 clock: Any = time.time) -> None:
+        self.cfg = cfg
+        self.limits = cfg.http
+        self.store = store
+        self.origin = origin
+        self.flights = flights
+        self.clock = clock
+        self.cs = cfg.cache.chunk_size
+        self.counters = Counters()
+        self.by_cache: dict[str, int] = {}
+        self.access: list[tuple[Any, ...]] = []
+        self.use_sendfile = cfg.node.sendfile
+        self.tokens = cfg.tokens.secrets if cfg.tokens.required else None
+        self.hit_for_pass: dict[str, float] = {}
+        self._views: dict[tuple[str, str, float, bool], MetaView] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.conns: set[HttpConnection] = set()
+        self.ops: Any = None  # edge.server.ops.Ops, set by the node
+        self.draining = False
+        self.remote_hits: list[tuple[str, int]] = []
+        self.owns: Any = None  # chunk key -> bool in multi-worker mode
+
+    # ---- connection bookkeeping ------------------------------------------------------------
+    def conn_opened(self, conn: HttpConnection) -> None:
+        self.counters.active += 1
+        self.conns.add(conn)
+
+    def conn_closed(self, conn: HttpConnection) -> None:
+        self.counters.active -= 1
+        self.conns.discard(conn)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    def _log(self, conn: HttpConnection, req: Request, status: int, cache: str) -> None:
+        self.counters.bytes_sent += conn.sent
+        self.access.append((time.time(), conn.client, req.method, req.path,
+                            req.headers.get("range", ""), status, conn.sent, cache,
+                            (time.monotonic() - req.t0) * 1000.0))
+        self.by_cache[cache] = self.by_cache.get(cache, 0) + 1
+
+    def log_rejected(self, conn: HttpConnection, status: int, nbytes: int, reason: str) -> None:
+        self.counters.requests += 1
+        self.counters.bytes_sent += nbytes
+        self.access.append((time.time(), conn.client, "-", "-", "", status, nbytes, "error", 0.0))
+        self.by_cache["error"] = self.by_cache.get("error", 0) + 1
+
+    # ---- entry point -----------------------------------------------------------------------
+    def handle(self, conn: HttpConnection, req: Request) -> None:
+        self.counters.requests += 1
+        try:
+            self._route(conn, req)
+        except Exception as e:  # a bug must not kill the connection loop silently
+            log.exception("request failed: %s %s", req.method, req.target)
+            if conn.sent == 0 and not conn.closed:
+                self.simple(conn, req, 500, f"internal error: {type(e).__name__}", "error")
+            else:
+                conn.abort()
+
+    def _route(self, conn: HttpConnection, req: Request) -> None:
+        path = req.path
+        if path.startswith("/admin/"):
+            if conn.admin and self.ops is not None:
+                self._spawn(self.ops.admin(conn, req))
+            else:
+                self.simple(conn, req, 404, "not found", "error")
+            return
+        if not conn.public and not conn.internal:
+            self.simple(conn, req, 404, "not found", "error")
+            return
+        if path == "/healthz" and self.ops is not None:
+            self.ops.healthz(conn, req)
+            return
+        if path == "/metrics" and self.ops is not None:
+            self.ops.metrics(conn, req)
+            return
+        self.content(conn, req)
+
+    # ---- content ---------------------------------------------------------------------------
+    def content(self, conn: HttpConnection, req: Request) -> None:
+        self.counters.content_requests += 1
+        method = req.method
+        try:
+            npath = normalize_path(req.path)
+        except BadPath as e:
+            self.simple(conn, req, 400, f"bad path: {e}", "error")
+            return
+        peer = conn.internal and PEER_HEADER in req.headers
+        if not conn.internal:
+            req.headers.pop(PEER_HEADER, None)
+        if self.tokens is not None and not peer:
+            res = verify(_query_param(req.query, TOKEN_PARAM), npath, self.clock(), self.tokens,
+                         conn.client)
+            if res is not TokenResult.OK:
+                self.simple(conn, req, 403, res.value, "error")
+                return
+        query = req.query if self.origin.kind == "http" else ""
+        key = object_key(npath, query)
+        if method != "GET" and method != "HEAD":
+            if method in self.origin.supports_methods:
+                self._spawn(self.passthrough(conn, req, npath, key, "method"))
+            else:
+                allow = ", ".join(sorted(self.origin.supports_methods))
+                self.simple(conn, req, 405, f"method {method} not allowed", "error",
+                            extra=f"allow: {allow}\r\n")
+            return
+        h = req.headers
+        now = self.clock()
+        hfp = self.hit_for_pass.get(key)
+        if hfp is not None:
+            if hfp > now:
+                self._spawn(self.passthrough(conn, req, npath, key, "bypass"))
+                return
+            del self.hit_for_pass[key]
+        rcc = h.get("cache-control")
+        if rcc is not None and "no-store" in rcc:
+            self._spawn(self.passthrough(conn, req, npath, key, "request"))
+            return
+        meta = self.store.get_meta(key)
+        fr = None
+        if meta is not None:
+            if meta.vary and not vary_matches(meta.vary, h):
+                meta = None  # another variant is stored: fetch this one (it replaces it)
+            elif "authorization" in h and not _shared_with_auth(meta):
+                self._spawn(self.passthrough(conn, req, npath, key, "request"))
+                return
+            else:
+                stored = stored_of(meta)
+                fr = evaluate(h, stored, now)
+                if fr is Freshness.FRESH:
+                    view = self.view(meta)
+                    age = current_age(stored, now)
+                    cs = cache_status(hit=True, ttl=view.lifetime - age)
+                    self.serve(conn, req, meta, cs, "hit", age, npath, peer)
+                    return
+                if fr is Freshness.STALE_SERVE_AND_REVALIDATE:
+                    self._spawn(self.flights.revalidate_in_background(meta, npath, query, h))
+                    view = self.view(meta)
+                    age = current_age(stored, now)
+                    cs = cache_status(hit=True, ttl=view.lifetime - age,
+                                      detail="stale-while-revalidate")
+                    self.serve(conn, req, meta, cs, "stale", age, npath, peer)
+                    return
+        if rcc is not None and "only-if-cached" in rcc:
+            self.simple(conn, req, 504, "not cached (only-if-cached)", "miss")
+            return
+        self._spawn(self.miss(conn, req, npath, query, key, meta, fr, peer))
+
+    def view(self, meta: ObjectMeta) -> MetaView:
+        vk = (meta.key, meta.version, meta.response_time, meta.soft_purged)
+        v = self._views.get(vk)
+        if v is None:
+            if len(self._views) > 20000:
+                self._views.clear()
+            v = self._views[vk] = MetaView(meta)
+        return v
+
+    async def miss(self, conn: HttpConnection, req: Request, npath: str, query: str, key: str,
+                   meta: ObjectMeta | None, fr: Freshness | None, peer: bool) -> None:
+        h = req.headers
+        index = self._first_chunk(req)
+        if meta is not None and index * self.cs >= meta.size:
+            index = 0
+        joined = key in self.flights.heads
+        conditional = meta if fr is Freshness.STALE_REVALIDATE else None
+        try:
+            res: HeadResult = await asyncio.shield(
+                self.flights.head(key, index, npath, query, h, conditional))
+        except ConnectionResetError:
+            return
+        if conn.closed:
+            return
+        now = self.clock()
+        if res.kind is HeadKind.META or res.kind is HeadKind.NOT_MODIFIED:
+            new = res.meta
+            assert new is not None
+            if new.vary and not vary_matches(new.vary, h):
+                await self.passthrough(conn, req, npath, key, "vary-miss")
+                return
+            stored = stored_of(new)
+            age = current_age(stored, now)
+            ttl = self.view(new).lifetime - age
+            if res.kind is HeadKind.NOT_MODIFIED:
+                cs = cache_status(hit=False, fwd="stale", fwd_status=304, ttl=ttl,
+                                  collapsed=joined)
+                word = "revalidated"
+            elif meta is not None:
+                cs = cache_status(hit=False, fwd="stale", stored=True, ttl=ttl, collapsed=joined)
+                word = "miss"
+            else:
+                cs = cache_status(hit=False, fwd="miss", stored=True, ttl=ttl, collapsed=joined)
+                word = "miss"
+            self.serve(conn, req, new, cs, word, age, npath, peer)
+            return
+        if res.kind is HeadKind.RELAY:
+            cs = cache_status(hit=False, fwd="miss", fwd_status=res.status, collapsed=joined)
+            self.respond(conn, req, res.status, res.headers, res.body, cs, "miss")
+            return
+        if res.kind is HeadKind.PASS:
+            if self.cfg.origin.hit_for_pass > 0:
+                self.hit_for_pass[key] = now + self.cfg.origin.hit_for_pass
+            await self.passthrough(conn, req, npath, key, "uri-miss")
+            return
+        # origin failed
+        if meta is not None and stale_if_error_allowed(h, stored_of(meta), now):
+            age = current_age(stored_of(meta), now)
+            cs = cache_status(hit=False, fwd="stale", fwd_status=res.status,
+                              detail="stale-if-error")
+            self.serve(conn, req, meta, cs, "stale", age, npath, peer)
+            return
+        self.simple(conn, req, res.status, res.reason or "origin failed", "error",
+                    cs=cache_status(hit=False, fwd="miss", fwd_status=res.status,
+                                    detail="origin-error"))
+
+    def _first_chunk(self, req: Request) -> int:
+        rh = req.headers.get("range")
+        if rh and req.method == "GET" and rh.startswith("bytes=") and "," not in rh:
+            a = rh[6:].partition("-")[0].strip()
+            if a.isdigit() and len(a) < 19:
+                return int(a) // self.cs
+        return 0
+
+    # ---- responses from the store ----------------------------------------------------------
+    def serve(self, conn: HttpConnection, req: Request, meta: ObjectMeta, cs: str, word: str,
+              age: float, npath: str, peer: bool) -> None:
+        """Answer from a stored meta: 304/412, 416, 206 (single or multipart) or 200."""
+        view = self.view(meta)
+        h = req.headers
+        size = meta.size
+        if (len(h) > 2 and ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
+                            or "if-unmodified-since" in h)):
+            pre = evaluate_preconditions(req.method, h, meta.etag, view.lm)
+            if pre is Precondition.NOT_MODIFIED:
+                self._head(conn, req, 304, view, None, age, cs, None, None, peer, meta)
+                self._log(conn, req, 304, word)
+                conn.finish()
+                return
+            if pre is Precondition.PRECONDITION_FAILED:
+                self.simple(conn, req, 412, "precondition failed", word, cs=cs)
+                return
+        ranges: list[tuple[int, int]] | None = None
+        rh = h.get("range")
+        if rh is not None and req.method == "GET" and if_range_ok(h, meta.etag, view.lm):
+            spec = parse_range(rh, size, self.limits.max_ranges)
+            if spec.kind is RangeKind.UNSATISFIABLE:
+                self.simple(conn, req, 416, "range not satisfiable", word, cs=cs,
+                            extra=f"content-range: {unsatisfied_range(size)}\r\n")
+                return
+            if spec.kind is RangeKind.SATISFIABLE:
+                ranges = spec.ranges
+        body: list[Any] = []
+        if ranges is None:
+            status, clen, crange, ctype = 200, size, None, view.ctype
+            self._plan(body, meta, 0, size)
+        elif len(ranges) == 1:
+            a, b = ranges[0]
+            status, clen, crange, ctype = 206, b - a, content_range(a, b, size), view.ctype
+            self._plan(body, meta, a, b)
+        else:
+            parts, closing, clen = multipart_plan(ranges, size, view.ctype, BOUNDARY)
+            status, crange = 206, None
+            ctype = f"multipart/byteranges; boundary={BOUNDARY}"
+            for head, a, b in parts:
+                body.append(head)
+                self._plan(body, meta, a, b)
+            body.append(closing)
+        missing = False
+        for it in body:
+            if type(it) is tuple and it[3] is None:
+                missing = True
+                break
+        if missing and word == "hit":
+            word = "partial"
+            cs = cache_status(hit=False, fwd="partial", stored=True,
+                              ttl=view.lifetime - age)
+        self._head(conn, req, status, view, clen, age, cs, crange, ctype, peer, meta)
+        if req.method == "HEAD" or not body:
+            self._log(conn, req, status, word)
+            conn.finish()
+            return
+        self.send_body(conn, req, meta, body, 0, status, word, npath)
+
+    def _plan(self, body: list[Any], meta: ObjectMeta, a: int, b: int) -> None:
+        """Body items for object bytes [a, b): (chunk index, offset in chunk, length, ref)."""
+        cs = self.cs
+        i = a // cs
+        store = self.store
+        while a < b:
+            cstart = i * cs
+            cend = min(cstart + cs, meta.size)
+            n = min(b, cend) - a
+            ref = store.get_chunk(meta, i)
+            if ref is not None:
+                if self.owns is None or self.owns(f"{meta.key}#{i}"):
+                    store.record_hit(meta, i)
+                else:
+                    self.remote_hits.append((f"{meta.key}#{i}", cend - cstart))
+            body.append((i, a - cstart, n, ref))
+            a += n
+            i += 1
+
+    def _head(self, conn: HttpConnection, req: Request, status: int, view: MetaView,
+              clen: int | None, age: float, cs: str, crange: str | None, ctype: str | None,
+              peer: bool, meta: ObjectMeta) -> None:
+        parts = [status_line(status), view.block]
+        if ctype is not None:
+            parts.append(f"content-type: {ctype}\r\n".encode("latin-1", "replace"))
+        if clen is not None:
+            parts.append(b"content-length: %d\r\n" % clen)
+        if crange is not None:
+            parts.append(f"content-range: {crange}\r\n".encode())
+        parts.append(b"accept-ranges: bytes\r\nage: %d\r\n" % int(age))
+        parts.append(f"cache-status: {cs}\r\n".encode())
+        if peer:
+            parts.append(f"{META_HEADER}: {meta_header_value(meta)}\r\n".encode("latin-1", "replace"))
+        if not conn.keep_alive or self.draining:
+            conn.keep_alive = False
+            parts.append(CLOSE)
+        elif req.http10:
+            parts.append(KEEP_ALIVE_10)
+        parts.append(b"\r\n")
+        conn.write(b"".join(parts))
+
+    # ---- body sending: sync as far as possible, then a task --------------------------------
+    def send_body(self, conn: HttpConnection, req: Request, meta: ObjectMeta, body: list[Any],
+                  i: int, status: int, word: str, npath: str) -> None:
+        n = len(body)
+        store = self.store
+        while i < n:
+            if conn.closed:
+                self._log(conn, req, status, word)
+                return
+            it = body[i]
+            if type(it) is not tuple:
+                conn.write(it)
+                i += 1
+                continue
+            index, off, ln, ref = it
+            if ref is None:
+                break
+            if ref.data is not None:
+                conn.write(memoryview(ref.data)[off:off + ln])
+                i += 1
+                if conn.write_paused:
+                    break
+                continue
+            if not self.use_sendfile or conn.buffered() or conn.sockfd < 0:
+                break
+            try:
+                fd = ref.open_fd()
+            except FileNotFoundError:
+                store.chunk_missing(meta, index)
+                body[i] = (index, off, ln, None)
+                break
+            try:
+                sent = conn.sendfile_now(fd, off, ln)
+            except OSError:
+                os.close(fd)
+                conn.abort()
+                self._log(conn, req, status, word)
+                return
+            if sent == ln:
+                os.close(fd)
+                i += 1
+                continue
+            os.close(fd)
+            body[i] = (index, off + sent, ln - sent, ref)
+            break
+        if i >= n:
+            self._log(conn, req, status, word)
+            conn.finish()
+            return
+        self._spawn(self._send_rest(conn, req, meta, body, i, status, word, npath))
+
+    async def _send_rest(self, conn: HttpConnection, req: Request, meta: ObjectMeta,
+                         body: list[Any], i: int, status: int, word: str, npath: str) -> None:
+        try:
+            await self._send_items(conn, req, meta, body, i, npath)
+        except (FlightFailed, ConnectionError, OSError) as e:
+            if not isinstance(e, ConnectionError):
+                log.debug("closing mid-body: %s", e)
+            conn.abort()
+            self._log(conn, req, status, word)
+            return
+        self._log(conn, req, status, word)
+        conn.finish()
+
+    async def _send_items(self, conn: HttpConnection, req: Request, meta: ObjectMeta,
+                          body: list[Any], i: int, npath: str) -> None:
+        store = self.store
+        query = req.query if self.origin.kind == "http" else ""
+        for j in range(i, len(body)):
+            it = body[j]
+            if conn.closed:
+                raise ConnectionResetError("client went away")
+            if type(it) is not tuple:
+                await conn.drain()
+                conn.write(it)
+                continue
+            index, off, ln, ref = it
+            if ref is None:
+                ref = store.get_chunk(meta, index)
+            if ref is None:
+                fl = self.flights.chunks.get(fkey(meta, index))
+                if fl is None:
+                    fl = self.flights.chunk_flight(meta, index, npath, query, req.headers)
+                self._read_ahead(meta, body, j, npath, query, req)
+                pos, end = off, off + ln
+                while pos < end:
+                    data = await fl.read(pos, end)
+                    if not data:
+                        raise FlightFailed("chunk ended early")
+                    await conn.drain()
+                    conn.write(data)
+                    pos += len(data)
+                continue
+            if ref.data is not None:
+                await conn.drain()
+                conn.write(memoryview(ref.data)[off:off + ln])
+                continue
+            try:
+                fd = ref.open_fd()
+            except FileNotFoundError:
+                store.chunk_missing(meta, index)
+                body[j] = (index, off, ln, None)
+                body_rest = body[j:]
+                await self._send_items(conn, req, meta, body_rest, 0, npath)
+                return
+            try:
+                await self._send_file(conn, fd, off, ln)
+            finally:
+                os.close(fd)
+
+    def _read_ahead(self, meta: ObjectMeta, body: list[Any], j: int, npath: str, query: str,
+                    req: Request) -> None:
+        """Start the next missing chunk's fetch now, so it arrives while this one streams."""
+        for k in range(j + 1, min(j + 4, len(body))):
+            it = body[k]
+            if type(it) is tuple and it[0] != body[j][0]:
+                index = it[0]
+                if (it[3] is None and fkey(meta, index) not in self.flights.chunks
+                        and self.store.get_chunk(meta, index) is None):
+                    self.flights.chunk_flight(meta, index, npath, query, req.headers)
+                return
+
+    async def _send_file(self, conn: HttpConnection, fd: int, off: int, ln: int) -> None:
+        if self.use_sendfile and conn.sockfd >= 0:
+            while ln > 0:
+                if conn.buffered():
+                    await conn.drain()
+                    if conn.buffered():
+                        await conn.writable()
+                        continue
+                n = conn.sendfile_now(fd, off, ln)
+                if n == 0:
+                    await conn.writable()
+                    continue
+                off += n
+                ln -= n
+            return
+        step = 256 * 1024
+        while ln > 0:
+            data = os.pread(fd, min(step, ln), off)
+            if not data:
+                raise OSError("chunk file shorter than indexed")
+            await conn.drain()
+            conn.write(data)
+            off += len(data)
+            ln -= len(data)
+
+    # ---- simple answers --------------------------------------------------------------------
+    def simple(self, conn: HttpConnection, req: Request, status: int, reason: str, word: str,
+               *, cs: str | None = None, extra: str = "") -> None:
+        body = b"" if status in _NO_BODY_STATUS else (reason + "\n").encode()
+        if cs is None:
+            cs = cache_status(hit=False, fwd="request", detail=_detail(reason))
+        parts = [status_line(status), b"content-type: text/plain; charset=utf-8\r\n",
+                 b"content-length: %d\r\n" % len(body), f"cache-status: {cs}\r\n".encode(),
+                 extra.encode("latin-1", "replace")]
+        if not conn.keep_alive or self.draining or status >= 500 and status != 504:
+            conn.keep_alive = False
+            parts.append(CLOSE)
+        parts.append(b"\r\n")
+        if req.method != "HEAD":
+            parts.append(body)
+        conn.write(b"".join(parts))
+        self._log(conn, req, status, word)
+        conn.finish()
+
+    def respond(self, conn: HttpConnection, req: Request, status: int, headers: dict[str, str],
+                body: bytes, cs: str, word: str) -> None:
+        parts = [status_line(status)]
+        for k, v in headers.items():
+            if k not in _PASS_DROP:
+                parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+        if status not in _NO_BODY_STATUS:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        parts.append(f"cache-status: {cs}\r\n".encode())
+        if not conn.keep_alive or self.draining:
+            conn.keep_alive = False
+            parts.append(CLOSE)
+        parts.append(b"\r\n")
+        if req.method != "HEAD" and status not in _NO_BODY_STATUS:
+            parts.append(body)
+        conn.write(b"".join(parts))
+        self._log(conn, req, status, word)
+        conn.finish()
+
+    # ---- pass-through (uncacheable, other methods) -----------------------------------------
+    async def passthrough(self, conn: HttpConnection, req: Request, npath: str, key: str,
+                          why: str) -> None:
+        """Forward the request as is and stream the answer; nothing is stored."""
+        fwd = {k: v for k, v in strip_hop_by_hop(req.headers).items()
+               if k not in ("host", "content-length", PEER_HEADER, "expect")}
+        query = req.query if self.origin.kind == "http" else ""
+        word = "pass"
+        cs = cache_status(hit=False, fwd=why)
+        try:
+            resp = await self.origin.fetch(req.method, npath, query, fwd, req.body or None)
+        except OriginError as e:
+            self.simple(conn, req, e.status, e.reason, "error",
+                        cs=cache_status(hit=False, fwd=why, detail="origin-error"))
+            return
+        try:
+            if invalidates(req.method, resp.status):
+                with contextlib.suppress(Exception):
+                    self.store.remove_object(key)
+                self.hit_for_pass.pop(key, None)
+            status = resp.status
+            parts = [status_line(status)]
+            for k, v in strip_hop_by_hop(resp.headers).items():
+                if k not in _PASS_DROP:
+                    parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+            parts.append(f"cache-status: {cs}\r\n".encode())
+            clen = resp.content_length
+            no_body = req.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+            chunked = False
+            if clen is not None:
+                parts.append(b"content-length: %d\r\n" % clen)
+            elif not no_body:
+                if req.http10:
+                    conn.keep_alive = False
+                else:
+                    chunked = True
+                    parts.append(b"transfer-encoding: chunked\r\n")
+            if not conn.keep_alive or self.draining:
+                conn.keep_alive = False
+                parts.append(CLOSE)
+            parts.append(b"\r\n")
+            conn.write(b"".join(parts))
+            if not no_body:
+                got = 0
+                async for data in resp.iter_body():
+                    await conn.drain()
+                    if chunked:
+                        conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                    else:
+                        conn.write(data)
+                    got += len(data)
+                if chunked:
+                    conn.write(b"0\r\n\r\n")
+                elif clen is not None and got != clen:
+                    raise OriginError("unreachable", "origin body short")
+            resp.release()
+        except (OriginError, ConnectionError, OSError):
+            resp.close()
+            conn.abort()
+            self._log(conn, req, resp.status, "error")
+            return
+        self._log(conn, req, status, word)
+        conn.finish()
+
+    # ---- stop ------------------------------------------------------------------------------
+    async def drain_connections(self, timeout: float) -> None:
+        """Graceful stop: idle keep-alive connections close now, busy ones after their
+        response (they get ``connection: close``), then anything left is cut."""
+        self.draining = True
+        for c in list(self.conns):
+            if not c.busy and c.transport is not None:
+                c.transport.close()
+        deadline = time.monotonic() + timeout
+        while any(c.busy for c in self.conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for c in list(self.conns):
+            if c.transport is not None:
+                c.transport.abort()
+
+
+def _query_param(query: str, name: str) -> str | None:
+    if not query:
+        return None
+    for part in query.split("&"):
+        k, _, v = part.partition("=")
+        if k == name:
+            return v
+    return None
+
+
+def _shared_with_auth(meta: ObjectMeta) -> bool:
+    """RFC 9111 §3.5: a stored response may answer a request with Authorization only if it
+    says so (public, s-maxage or must-revalidate)."""
+    cc = parse_cache_control(meta.headers.get("cache-control"))
+    return bool(cc.public or cc.s_maxage is not None or cc.must_revalidate)
+
+
+def _detail(reason: str) -> str:
+    out = "".join(c if c.isalnum() else "-" for c in reason.lower())[:40].strip("-")
+    return out if out[:1].isalpha() else f"e-{out}"
+
+
+__all__ = ["EdgeApp", "Counters", "format_http_date"]

@@ -1,0 +1,203 @@
+"""Operations endpoints: /healthz (contracts.reports.EdgeReport), /metrics, /admin/purge,
+and the once-a-second housekeeping behind them (egress rate, metric sync, access log flush,
+per-worker snapshots so any worker reports for the whole edge)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from contracts.keys import BadPath, normalize_path
+from contracts.reports import EdgeReport, TierUsage
+from edge.http.cachekey import object_key
+from edge.server.accesslog import AccessLog
+from edge.server.metrics import CONTENT_TYPE, EdgeMetrics
+from edge.server.protocol import HttpConnection, Request
+
+DISK_FULL_WINDOW = 30.0  # /healthz says "disk full" this long after the last ENOSPC
+SNAPSHOT_MAX_AGE = 3.0
+
+
+class Ops:
+    def __init__(self, app: Any, flights: Any, store: Any, metrics: EdgeMetrics,
+                 access: AccessLog, *, run_dir: Path, worker: int = 0, workers: int = 1) -> None:
+        self.app = app
+        self.flights = flights
+        self.store = store
+        self.metrics = metrics
+        self.access = access
+        self.run_dir = run_dir
+        self.worker = worker
+        self.workers = workers
+        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=6)
+        self.egress_bps = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # ---- housekeeping ----------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tick()
+            except Exception:  # housekeeping must never stop
+                import logging
+
+                logging.getLogger("edge.ops").exception("housekeeping failed")
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.samples.append((now, self.app.counters.bytes_sent))
+        if len(self.samples) >= 2:
+            (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
+            self.egress_bps = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        self.flush_log()
+        self.metrics.sync(self.app, self.flights, self.store)
+        if self.app.remote_hits and hasattr(self.app, "send_remote_hits"):
+            self.app.send_remote_hits()
+        if self.workers > 1:
+            self._write_snapshot()
+
+    def flush_log(self) -> None:
+        rows = self.app.access
+        if rows:
+            self.app.access = []
+        self.access.write(rows)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        self.flush_log()
+        with contextlib.suppress(Exception):
+            self.metrics.sync(self.app, self.flights, self.store)
+        self.access.close()
+
+    def _snapshot(self) -> dict[str, Any]:
+        c = self.app.counters
+        return {"t": time.time(), "active": c.active, "egress": self.egress_bps,
+                "hits": self._hits(),
+                "requests": self._requests()}
+
+    def _write_snapshot(self) -> None:
+        p = self.run_dir / f"stats-{self.worker}.json"
+        tmp = p.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(self._snapshot()))
+            os.replace(tmp, p)
+
+    def _hits(self) -> int:
+        b = self.app.by_cache
+        return b.get("hit", 0) + b.get("stale", 0) + b.get("revalidated", 0)
+
+    def _requests(self) -> int:
+        b = self.app.by_cache
+        return sum(v for k, v in b.items() if k not in ("error", "ops"))
+
+    # ---- /healthz --------------------------------------------------------------------------
+    def report(self) -> EdgeReport:
+        active, egress, hits, reqs = self.app.counters.active, self.egress_bps, self._hits(), \
+            self._requests()
+        if self.workers > 1:
+            now = time.time()
+            for i in range(self.workers):
+                if i == self.worker:
+                    continue
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    d = json.loads((self.run_dir / f"stats-{i}.json").read_text())
+                    if now - d["t"] <= SNAPSHOT_MAX_AGE:
+                        active += int(d["active"])
+                        egress += float(d["egress"])
+                        hits += int(d["hits"])
+                        reqs += int(d["requests"])
+        tiers: dict[str, TierUsage] = self.store.stats()
+        reasons: list[str] = []
+        full = self.store.disk_full or (
+            self.flights.stats.disk_full_since
+            and time.time() - self.flights.stats.disk_full_since < DISK_FULL_WINDOW)
+        if full:
+            reasons.append("disk full: serving without storing")
+            if "disk" in tiers:
+                tiers["disk"].full = True
+        if getattr(self.store, "rebuilding", False):
+            reasons.append("index rebuilding")
+        status = "draining" if self.app.draining else ("degraded" if full else "ok")
+        return EdgeReport(
+            status=status, active_connections=active, egress_bps=round(egress, 1),
+            capacity_bps=self.app.cfg.node.capacity_bps,
+            hit_ratio=round(hits / reqs, 4) if reqs else 0.0, tiers=tiers, reasons=reasons,
+        )
+
+    def healthz(self, conn: HttpConnection, req: Request) -> None:
+        body = json.dumps(self.report().to_dict()).encode()
+        self.app.respond(conn, req, 200, {"content-type": "application/json",
+                                          "cache-control": "no-store"}, body,
+                         "edgecdn; fwd=bypass; detail=healthz", "ops")
+
+    def metrics(self, conn: HttpConnection, req: Request) -> None:
+        self.metrics.sync(self.app, self.flights, self.store)
+        body = self.metrics.render()
+        self.app.respond(conn, req, 200, {"content-type": CONTENT_TYPE,
+                                          "cache-control": "no-store"}, body,
+                         "edgecdn; fwd=bypass; detail=metrics", "ops")
+
+    # ---- /admin ----------------------------------------------------------------------------
+    async def admin(self, conn: HttpConnection, req: Request) -> None:
+        token = self.app.cfg.node.admin_token
+        if req.path != "/admin/purge":
+            self._json(conn, req, 404, {"error": "no such admin endpoint"})
+            return
+        if req.method != "POST":
+            self._json(conn, req, 405, {"error": "use POST"}, extra={"allow": "POST"})
+            return
+        if not token:
+            self._json(conn, req, 403, {"error": "admin disabled (no admin_token configured)"})
+            return
+        auth = req.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not hmac.compare_digest(
+                auth[7:].strip().encode(), token.encode()):
+            self._json(conn, req, 401, {"error": "bad or missing bearer token"},
+                       extra={"www-authenticate": "Bearer"})
+            return
+        try:
+            doc = json.loads(req.body or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("body must be a JSON object")
+            soft = doc.get("soft", False)
+            if not isinstance(soft, bool):
+                raise ValueError("soft must be true or false")
+            key = prefix = None
+            if doc.get("key") is not None:
+                raw = str(doc["key"])
+                path, _, query = raw.partition("?")
+                npath = normalize_path(path)
+                key = object_key(npath, query if self.app.origin.kind == "http" else "")
+            if doc.get("prefix") is not None:
+                prefix = normalize_path(str(doc["prefix"]))
+            if key is None and not prefix:
+                raise ValueError('give "key" or a non-empty "prefix"')
+        except (ValueError, BadPath) as e:
+            self._json(conn, req, 400, {"error": str(e)})
+            return
+        n = await asyncio.to_thread(self.store.purge, key, prefix, soft)
+        for k in list(self.app.hit_for_pass):
+            if k == key or (prefix and k.startswith(prefix)):
+                del self.app.hit_for_pass[k]
+        self._json(conn, req, 200, {"purged": n, "soft": soft, "key": key, "prefix": prefix})
+
+    def _json(self, conn: HttpConnection, req: Request, status: int, doc: dict[str, Any],
+              extra: dict[str, str] | None = None) -> None:
+        h = {"content-type": "application/json", "cache-control": "no-store"}
+        h.update(extra or {})
+        self.app.respond(conn, req, status, h, json.dumps(doc).encode(),
+                         "edgecdn; fwd=bypass; detail=admin", "ops")

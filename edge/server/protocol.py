@@ -1,0 +1,352 @@
+"""The lean HTTP/1.1 server protocol (asyncio Protocol on httptools), modelled on uvicorn's
+httptools_impl: status lines precomputed at import, ``data_received`` only feeds the parser,
+a header block is built as a list and written once, one keep-alive timer per connection,
+reading paused while a response is in progress with more requests queued (pipelining) and
+writing flow-controlled by pause_writing / resume_writing.
+
+Limits are enforced here, before any request reaches the application: an oversized request
+head -> 431, an overlong target -> 414, an unparseable message -> 400 with the reason, a body
+over the limit -> 413. Every such answer closes the connection.
+
+The application sees ``Request`` objects and answers through the connection's small write API
+(``start`` / ``write`` / ``drain`` / ``sendfile`` / ``finish``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import http
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+if TYPE_CHECKING:
+    from edge.server.app import EdgeApp
+
+STATUS_LINE = {
+    int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("latin-1") for s in http.HTTPStatus
+}
+HIGH_WATER = 256 * 1024
+MAX_PIPELINE = 32
+CLOSE = b"connection: close\r\n"
+KEEP_ALIVE_10 = b"connection: keep-alive\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINE.get(status)
+    return line if line is not None else f"HTTP/1.1 {status} Unknown\r\n".encode()
+
+
+class Request:
+    """One parsed request. ``headers``: lower-case names, repeated fields joined with ", "."""
+
+    __slots__ = ("method", "target", "path", "query", "headers", "body", "keep_alive",
+                 "http10", "t0")
+
+    def __init__(self, method: str, target: str, path: str, query: str,
+                 headers: dict[str, str], body: bytes, keep_alive: bool, http10: bool) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.t0 = time.monotonic()
+
+
+class _Reject(Exception):
+    pass
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection."""
+
+    # global
+    app: EdgeApp
+    # per connection
+    transport: asyncio.Transport | None
+    # per request: url/headers being parsed, the queue of complete requests
+
+    def __init__(self, app: EdgeApp, *, admin: bool = False, internal: bool = False,
+                 public: bool = True) -> None:
+        self.app = app
+        self.admin = admin  # admin endpoints are served on this listener
+        self.public = public  # content and /healthz /metrics are served on this listener
+        self.internal = internal  # a worker's Unix socket: peer requests trusted
+        lim = app.limits
+        self.max_head = lim.max_header_bytes
+        self.max_url = lim.max_url_bytes
+        self.max_body = lim.max_body_bytes
+        self.keepalive = lim.keepalive_timeout
+        self.loop = asyncio.get_event_loop()
+        self.transport = None
+        self.sockfd = -1
+        self.dupfd = -1
+        self.client = ""
+        self.parser = httptools.HttpRequestParser(self)
+        self.closed = False
+        self.paused_reading = False
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self.queue: collections.deque[Request] = collections.deque()
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._reject: tuple[int, str] | None = None
+        # response state, read by the app
+        self.keep_alive = True
+        self.sent = 0
+
+    # ---- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=0)  # type: ignore[attr-defined]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                self.sockfd = sock.fileno()
+            except OSError:
+                self.sockfd = -1
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if isinstance(peer, tuple) else "unix"
+        self.app.conn_opened(self)
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for f in (self._drain, self._writable):
+            if f is not None and not f.done():
+                f.set_exception(ConnectionResetError("client went away"))
+        self._drain = self._writable = None
+        if self.dupfd >= 0:
+            try:
+                self.loop.remove_writer(self.dupfd)
+            except Exception:
+                pass
+            os.close(self.dupfd)
+            self.dupfd = -1
+        self.app.conn_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        f = self._drain
+        if f is not None:
+            self._drain = None
+            if not f.done():
+                f.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head + self.max_url + 1024 and self._reject is None:
+                self._reject = (431, "request header fields too large")
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject = self._reject or (400, "protocol upgrade not supported")
+        except httptools.HttpParserCallbackError:
+            self._reject = self._reject or (400, "bad request")
+        except httptools.HttpParserError as e:
+            reason = str(e).strip() or "malformed request"
+            self._reject = self._reject or (400, f"bad request: {reason}"[:120])
+        if self._reject is not None:
+            self._fail(*self._reject)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # ---- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._body = []
+        self._body_len = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_url:
+            self._reject = (414, "request target too long")
+            raise _Reject
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.max_head + len(self._url):
+            self._reject = (431, "request header fields too large")
+            raise _Reject
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_bytes > self.max_head + len(self._url):
+            self._reject = (431, "request header fields too large")
+            raise _Reject
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self.max_body:
+            self._reject = (413, "request body too large")
+            raise _Reject
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self.parser
+        try:
+            method = p.get_method().decode("ascii")
+            target = self._url.decode("latin-1")
+        except UnicodeDecodeError:
+            self._reject = (400, "bad request line")
+            raise _Reject from None
+        headers: dict[str, str] = {}
+        for n, v in self._headers:
+            k = n.decode("latin-1").lower()
+            s = v.decode("latin-1")
+            old = headers.get(k)
+            headers[k] = s if old is None else f"{old}, {s}"
+        path, _, query = target.partition("?")
+        if "#" in query:
+            query = query.partition("#")[0]
+        http10 = p.get_http_version() == "1.0"
+        req = Request(method, target, path, query, headers, b"".join(self._body),
+                      p.should_keep_alive(), http10)
+        self.queue.append(req)
+        if len(self.queue) > MAX_PIPELINE and not self.paused_reading and self.transport:
+            self.paused_reading = True
+            self.transport.pause_reading()
+        if not self.busy:
+            self._next()
+
+    # ---- request cycle ---------------------------------------------------------------------
+    def _next(self) -> None:
+        while self.queue and not self.busy and not self.closed:
+            req = self.queue.popleft()
+            self.busy = True
+            self.keep_alive = req.keep_alive
+            self.sent = 0
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.app.handle(self, req)
+        if self.paused_reading and len(self.queue) < MAX_PIPELINE // 2 and self.transport:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    def finish(self) -> None:
+        """The response is complete: next pipelined request, keep-alive wait, or close."""
+        self.busy = False
+        if self.closed or self.transport is None:
+            return
+        if not self.keep_alive:
+            self.transport.close()
+            self.closed = True
+            return
+        if self.queue:
+            self.loop.call_soon(self._next)
+        else:
+            self._arm_timer()
+
+    def abort(self) -> None:
+        """Close mid-response (a body that cannot be completed must not look whole)."""
+        self.busy = False
+        self.keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        self.closed = True
+
+    def _arm_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self.keepalive, self._idle)
+
+    def _idle(self) -> None:
+        self.timer = None
+        if not self.busy and self.transport is not None and not self.closed:
+            self.transport.close()
+            self.closed = True
+
+    def _fail(self, status: int, reason: str) -> None:
+        """Answer a request we could not parse and close: the stream is out of sync."""
+        if self.closed or self.transport is None:
+            return
+        self.queue.clear()
+        if not self.busy:
+            body = (reason + "\n").encode()
+            self.transport.write(b"".join((
+                status_line(status), b"content-type: text/plain\r\n",
+                b"content-length: ", str(len(body)).encode(), b"\r\n",
+                b"cache-status: edgecdn; fwd=request; detail=bad-request\r\n",
+                CLOSE, b"\r\n", body,
+            )))
+            self.app.log_rejected(self, status, len(body), reason)
+        self.transport.close()
+        self.closed = True
+
+    # ---- write API -------------------------------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+            self.sent += len(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("client went away")
+        if self.write_paused:
+            f = self._drain
+            if f is None:
+                f = self._drain = self.loop.create_future()
+            await f
+
+    def buffered(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def sendfile_now(self, fd: int, offset: int, count: int) -> int:
+        """Zero-copy as much as the socket takes right now (the transport's buffer must be
+        empty so bytes stay in order); 0 when it would block."""
+        try:
+            n = os.sendfile(self.sockfd, fd, offset, count)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        self.sent += n
+        return n
+
+    async def writable(self) -> None:
+        """Wait until the socket can take more bytes (an os.dup of its fd: uvloop refuses a
+        writer on the transport's own fd)."""
+        if self.closed:
+            raise ConnectionResetError("client went away")
+        if self.dupfd < 0:
+            self.dupfd = os.dup(self.sockfd)
+        f = self._writable = self.loop.create_future()
+
+        def ready() -> None:
+            if not f.done():
+                f.set_result(None)
+
+        self.loop.add_writer(self.dupfd, ready)
+        try:
+            await f
+        finally:
+            self._writable = None
+            if self.dupfd >= 0:
+                self.loop.remove_writer(self.dupfd)
+
+    def info(self) -> dict[str, Any]:
+        return {"client": self.client, "queued": len(self.queue)}
