@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import signal
 import sys
@@ -52,22 +53,31 @@ class Store:
         self.entries: dict[bytes, Entry] = {}
         self.stats = {"calls": 0, "done": 0, "eagain": 0, "buffered": 0}
 
-    def fill(self, path: bytes) -> Entry | None:
+    def fill(self, path: bytes) -> tuple[Entry | None, bool]:
+        """(entry, hit): file modes first look for another worker's complete file."""
+        f = self.cache_dir / hashlib.sha1(path).hexdigest()
+        if self.mode != "memory" and f.exists():
+            fd = os.open(f, os.O_RDONLY)
+            size = os.fstat(fd).st_size
+            e = Entry(size, _HEAD % (size, b"refserver; hit"), None, fd)
+            self.entries[path] = e
+            return e, True
         try:
             with urllib.request.urlopen(self.origin + path.decode(), timeout=10) as r:
                 body = r.read()
         except (OSError, ValueError, UnicodeDecodeError):
-            return None
+            return None, False
         size = len(body)
         head = _HEAD % (size, b"refserver; hit")
         if self.mode == "memory":
             e = Entry(size, head, body, -1)
         else:
-            f = self.cache_dir / f"{len(self.entries):08d}"
-            f.write_bytes(body)
+            tmp = f.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(body)
+            os.rename(tmp, f)  # whole files only, shared by every worker
             e = Entry(size, head, None, os.open(f, os.O_RDONLY))
         self.entries[path] = e
-        return e
+        return e, False
 
 
 class RefProtocol(asyncio.Protocol):
@@ -106,11 +116,11 @@ class RefProtocol(asyncio.Protocol):
         path = self.url.split(b"?", 1)[0]
         e = self.store.entries.get(path)
         if e is None:
-            e = self.store.fill(path)
+            e, hit = self.store.fill(path)
             if e is None:
                 t.write(_404)
                 return
-            head = _HEAD % (e.size, b"refserver; fwd=miss; stored")
+            head = e.head_hit if hit else _HEAD % (e.size, b"refserver; fwd=miss; stored")
         else:
             head = e.head_hit
         if self.store.mode == "memory":
@@ -211,11 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--origin", required=True, help="http://host:port")
     ap.add_argument("--mode", choices=MODES, default="memory")
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--workers", type=int, default=1, help="processes on one port (SO_REUSEPORT)")
     a = ap.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
     with tempfile.TemporaryDirectory(prefix="refserver-") as tmp:
-        store = Store(a.origin, a.mode, a.cache_dir or Path(tmp))
-        uvloop.run(serve(host, int(port), store))
+        cache_dir = a.cache_dir or Path(tmp)
+        children: list[int] = []
+        for _ in range(a.workers - 1):
+            pid = os.fork()
+            if pid == 0:  # a worker: serve, then leave the temp dir to the parent
+                uvloop.run(serve(host, int(port), Store(a.origin, a.mode, cache_dir)))
+                os._exit(0)
+            children.append(pid)
+        try:
+            uvloop.run(serve(host, int(port), Store(a.origin, a.mode, cache_dir)))
+        finally:
+            for pid in children:
+                os.kill(pid, signal.SIGTERM)
+            for pid in children:
+                os.waitpid(pid, 0)
     return 0
 
 

@@ -45,6 +45,7 @@ class BenchConfig:
     load_cpu: int | None = None
     memory_cache: str = "256MiB"
     disk_cache: str = "2GiB"
+    edge_args: list[str] = field(default_factory=list)  # extra flags for `edgecdn edge`
 
 
 @dataclass
@@ -256,7 +257,8 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
             progress(f"starting {p.name}", 0, 1)
             running.append(srv.start(p, origin_url, plan.workdir / p.name, cpu=cfg.server_cpu,
                                      memory_cache=cfg.memory_cache, disk_cache=cfg.disk_cache,
-                                     nginx_bin=plan.nginx_bin))
+                                     nginx_bin=plan.nginx_bin,
+                                     edge_args=tuple(cfg.edge_args)))
         scripts = {}
         for sc in cfg.classes:
             scripts[sc.name] = plan.workdir / f"{sc.name}.lua"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from bench import serve as sv
 from bench import serve_servers as srv
 from bench.serve_origin import SizeClass
-from contracts.sizes import parse_size
+from contracts.sizes import format_size, parse_size
 
 LABELS = {
     "req_per_s": ("req/s", "{:,.0f}"),
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objects", type=int, default=256)
     p.add_argument("--memory-cache", default="256MiB", help="edgecdn --memory-cache")
     p.add_argument("--disk-cache", default="2GiB", help="edgecdn --disk-cache")
+    p.add_argument("--edge-args", default="",
+                   help='extra flags for `edgecdn edge`, e.g. "--policy lru --chunk-size 2MiB"')
     p.add_argument("--server-cpu", type=int, default=None, help="core for servers (default 1st)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk (default 2nd)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -67,7 +70,8 @@ def config_from_args(a: argparse.Namespace) -> sv.BenchConfig:
                  SizeClass("object", parse_size(a.object_size), a.objects)],
         server_cpu=scpu if a.server_cpu is None else a.server_cpu,
         load_cpu=lcpu if a.load_cpu is None else a.load_cpu,
-        memory_cache=a.memory_cache, disk_cache=a.disk_cache)
+        memory_cache=a.memory_cache, disk_cache=a.disk_cache,
+        edge_args=shlex.split(a.edge_args))
 
 
 def fmt(metric: str, v: float | None) -> str:
@@ -84,8 +88,10 @@ def print_report(rep: sv.Report, console) -> None:
     t.add_column("server")
     for m in sv.METRICS:
         t.add_column(LABELS[m][0], justify="right")
-    for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: (kv[0][1], 0)):
-        t.add_row(sc, server, *(fmt(m, med[m]) for m in sv.METRICS))
+    sizes = {c["name"]: f'{c["name"]} {format_size(c["size"])}' for c in rep.config["classes"]}
+    order = list(sizes)
+    for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
+        t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.METRICS))
     console.print(t)
     if rep.ratios:
         r = Table(title="ratios (of medians)")

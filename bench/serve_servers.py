@@ -58,6 +58,7 @@ KNOWN = {
     "ref": Peer("ref", "ref"),
     "ref-sendfile": Peer("ref-sendfile", "ref", mode="sendfile"),
     "ref-pread": Peer("ref-pread", "ref", mode="pread"),
+    "ref-sendfile-w2": Peer("ref-sendfile-w2", "ref", workers=2, mode="sendfile"),
 }
 
 
@@ -110,7 +111,8 @@ def free_port() -> int:
 
 
 def command(peer: Peer, port: int, origin: str, workdir: Path, *, memory_cache: str,
-            disk_cache: str, nginx_bin: str | None) -> list[str]:
+            disk_cache: str, nginx_bin: str | None, edge_args: tuple[str, ...] = ()
+            ) -> list[str]:
     listen = f"127.0.0.1:{port}"
     if peer.kind == "nginx":
         if nginx_bin is None:
@@ -121,21 +123,23 @@ def command(peer: Peer, port: int, origin: str, workdir: Path, *, memory_cache: 
         return ngx.command(nginx_bin, conf)
     if peer.kind == "ref":
         return [sys.executable, "-m", "bench.refserver", "--listen", listen,
-                "--origin", origin, "--mode", peer.mode, "--cache-dir", str(workdir)]
+                "--origin", origin, "--mode", peer.mode, "--cache-dir", str(workdir),
+                "--workers", str(peer.workers)]
     mem = "0" if peer.mode == "disk" else memory_cache
     return [sys.executable, "-m", "edgecdn.cli", "edge", "--listen", listen,
             "--origin", origin, "--cache-dir", str(workdir / "cache"),
             "--memory-cache", mem, "--disk-cache", disk_cache,
-            "--workers", str(peer.workers), *peer.extra]
+            "--workers", str(peer.workers), *peer.extra, *edge_args]
 
 
 def start(peer: Peer, origin: str, workdir: Path, *, cpu: int | None, memory_cache: str,
-          disk_cache: str, nginx_bin: str | None, ready_timeout: float = 30.0) -> Running:
+          disk_cache: str, nginx_bin: str | None, edge_args: tuple[str, ...] = (),
+          ready_timeout: float = 30.0) -> Running:
     """Start a peer pinned to ``cpu`` and wait until its port accepts connections."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cmd = pinned(command(peer, port, origin, workdir, memory_cache=memory_cache,
-                         disk_cache=disk_cache, nginx_bin=nginx_bin), cpu)
+                         disk_cache=disk_cache, nginx_bin=nginx_bin, edge_args=edge_args), cpu)
     log = workdir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
