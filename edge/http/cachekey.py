@@ -10,6 +10,7 @@ decoded ``?`` or ``#`` in a path can never collide with a query or a chunk suffi
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote_plus
 
 from contracts.tokens import TOKEN_PARAM
@@ -19,6 +20,7 @@ DROPPED_PARAMS = frozenset({TOKEN_PARAM, "fbclid", "gclid", "msclkid"})
 DROPPED_PREFIXES = ("utm_",)
 ABSENT = "\x00"  # a request without the field: NUL cannot occur in a valid field value
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")  # quote() would not change it
 
 # Fields whose list members are case-insensitive tokens and whose order carries no meaning
 # (preference comes from q-values), so members are lower-cased and sorted (§4.1 allows
@@ -29,13 +31,13 @@ _ORDERED_CI = frozenset({"accept-language", "accept-charset", "accept"})
 
 
 def _dropped(name: str, drop: frozenset[str]) -> bool:
-    n = unquote_plus(name)
+    n = unquote_plus(name) if "%" in name or "+" in name else name
     return n in drop or n.startswith(DROPPED_PREFIXES)
 
 
 def object_key(path: str, query: str, *, drop: frozenset[str] = DROPPED_PARAMS) -> str:
     """Cache key of an object: encoded path, then ``?`` and the kept parameters sorted."""
-    key = quote(path, safe=_PATH_SAFE)
+    key = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe=_PATH_SAFE)
     if not query:
         return key
     params = [p for p in query.split("&") if p and not _dropped(p.partition("=")[0], drop)]
