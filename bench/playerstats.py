@@ -16,7 +16,7 @@ from typing import Any
 LAT_EDGES_MS = [round(10 ** (e / 8), 4) for e in range(-8, 41)]
 TIMING_KEYS = frozenset({
     "wall_seconds", "startup_s", "segment_latency_ms", "throughput", "timeline",
-    "latency_histogram", "rebuffer", "started_at", "faults_applied_at",
+    "latency_histogram", "rebuffer", "started_at", "bucket_seconds",
 })
 
 
@@ -199,12 +199,12 @@ class RunStats:
         total = self.total_bytes()
         timeline = []
         peak = 0.0
-        for i in sorted(self.buckets):
-            b = self.buckets[i]
+        for i in range(max(self.buckets, default=-1) + 1):  # dense: idle seconds show as 0
+            b = self.buckets[i] if i in self.buckets else _Bucket()
             mbps = b.bytes * 8 / 1e6 / self.bucket_seconds
             peak = max(peak, mbps)
             timeline.append({
-                "t": i * self.bucket_seconds, "bytes": b.bytes, "hit_bytes": b.hit_bytes,
+                "t": round(i * self.bucket_seconds, 3), "bytes": b.bytes, "hit_bytes": b.hit_bytes,
                 "requests": b.requests, "hits": b.hits, "errors": b.errors,
                 "by_site": dict(sorted(b.by_site.items())),
                 "by_region": dict(sorted(b.by_region.items())),
@@ -260,6 +260,7 @@ class RunStats:
             "bytes_by_region": dict(sorted(by_region.items())),
             "faults": self.events,
             "latency_histogram": {"edges_ms": LAT_EDGES_MS, "counts": hist},
+            "bucket_seconds": self.bucket_seconds,
             "timeline": timeline,
             "sessions_detail": [
                 {"player": s.player, "index": s.index, "title": s.title,

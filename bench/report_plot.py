@@ -19,7 +19,7 @@ def plot_report(rep: dict[str, Any], out: str | Path) -> Path:
 
     tl = rep.get("timeline", [])
     ts = [b["t"] for b in tl]
-    bucket = (ts[1] - ts[0]) if len(ts) > 1 else 1.0
+    bucket = float(rep.get("bucket_seconds") or 1.0)
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     ax_tp, ax_lat = axes[0]
     ax_site, ax_reg = axes[1]
