@@ -161,21 +161,26 @@ def evaluate(
 def stale_if_error_allowed(req: Headers, stored: StoredResponse, now: float) -> bool:
     """May ``stored`` be served because the origin failed (5xx or unreachable)?
 
-    Yes when nothing forbids stale (see ``_forbids_stale``) and its staleness is within the
-    request's stale-if-error, else the response's (RFC 5861 §4: the request directive speaks
-    for that request), or within the client's max-stale. A response that is still fresh by its
-    lifetime (it was revalidated only because it was soft-purged) may be served, unless the
-    client itself demanded validation: then only the client's stale-if-error allows it."""
+    A copy still fresh by its lifetime (revalidated only because it was soft-purged) may be
+    served. A stale one only when nothing forbids serving it stale (must-revalidate,
+    proxy-revalidate, s-maxage: §4.2.4) and its staleness is within the request's
+    stale-if-error, else the response's (RFC 5861 §4: the request directive speaks for that
+    request), or within the client's max-stale. no-cache always needs a successful
+    validation; a client that demanded validation itself is let through only by its own
+    stale-if-error."""
     cc = parse_cache_control(stored.headers.get("cache-control"))
-    if _forbids_stale(cc) or cc.no_store or cc.private:
+    if cc.no_cache or cc.no_store or cc.private:
         return False
-    rcc = _request_cc(req)
     age = current_age(stored, now)
     lifetime = _lifetime(stored)
+    stale = not lifetime > age
+    if stale and _forbids_stale(cc):
+        return False
     staleness = max(0.0, age - lifetime)
+    rcc = _request_cc(req)
     if _client_requires_validation(rcc, age, lifetime):
         return rcc.stale_if_error is not None and staleness <= rcc.stale_if_error
-    if staleness <= 0.0:
+    if not stale:
         return True
     limit: float | None = None
     if rcc.stale_if_error is not None:

@@ -47,6 +47,8 @@ def stored(cc: str | None = None, *, status: int = 200, validator: bool = True, 
         (hdrs(expires=format_http_date(T0 + 120)), 120.0),  # Expires - Date
         (hdrs(expires=format_http_date(T0 - 120)), 0.0),  # in the past
         (hdrs(expires="0"), 0.0),  # invalid Expires means already expired (§5.3)
+        # two Expires lines joined by the edge: a duplicate is invalid (§4.2.1)
+        (hdrs(expires=f"{format_http_date(T0 + 60)}, {format_http_date(T0 + 60)}"), 0.0),
         (hdrs(expires="garbage", last_modified=format_http_date(T0 - 10_000)), 0.0),
         (hdrs(last_modified=format_http_date(T0 - 10_000)), 1000.0),  # 10 % heuristic
         (hdrs(last_modified=format_http_date(T0 - 100 * 86400)), 86400.0),  # capped
@@ -259,11 +261,18 @@ def test_stale_if_error_table(cc, dt, req, allowed) -> None:
     assert stale_if_error_allowed(req, stored(cc), T0 + dt) is allowed
 
 
-def test_soft_purged_fresh_copy_may_be_served_when_origin_fails() -> None:
-    s = stored("max-age=600")
+@pytest.mark.parametrize("cc", ["max-age=600", "s-maxage=600", "max-age=600, must-revalidate"])
+def test_soft_purged_fresh_copy_may_be_served_when_origin_fails(cc: str) -> None:
+    s = stored(cc)
     s.soft_purged = True
     assert stale_if_error_allowed({}, s, T0 + 10) is True
-    assert stale_if_error_allowed({}, s, T0 + 601) is False
+    assert stale_if_error_allowed({}, s, T0 + 600) is False  # now stale
+
+
+def test_soft_purged_no_cache_copy_is_never_served_on_error() -> None:
+    s = stored("no-cache, max-age=600, stale-if-error=600")
+    s.soft_purged = True
+    assert stale_if_error_allowed({}, s, T0 + 10) is False
 
 
 # --- properties -----------------------------------------------------------------------------
