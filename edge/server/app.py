@@ -55,6 +55,7 @@ from edge.http.storage import strip_hop_by_hop
 from edge.origin_client.base import Origin, OriginError
 from edge.server.protocol import CLOSE, KEEP_ALIVE_10, HttpConnection, Request, status_line
 from edge.store.meta import ObjectMeta
+from edge.store.refs import ChunkRef
 
 log = logging.getLogger("edge.app")
 
@@ -389,6 +390,10 @@ class EdgeApp:
             cend = min(cstart + cs, meta.size)
             n = min(b, cend) - a
             ref = store.get_chunk(meta, i)
+            if ref is None:
+                fl = self.flights.chunks.get(fkey(meta, i))
+                if fl is not None and fl.done and fl.error is None:
+                    ref = ChunkRef("", len(fl.buf), fl.buf)  # complete, commit under way
             if ref is not None:
                 if self.owns is None or self.owns(f"{meta.key}#{i}"):
                     store.record_hit(meta, i)
