@@ -5,6 +5,13 @@ is filled with a GET; HEAD hits are served from the stored GET response, RFC 911
 A 206 is storable: the cache understands partial content and keeps it as chunks of the full
 representation (§3.3, §3.4). A response with ``Vary: *`` is never stored since it can never
 be reused (§4.1).
+
+A response carrying Set-Cookie is not stored unless ``no-cache="set-cookie"`` or
+``private="set-cookie"`` lets the cache drop that field (``headers_to_store``) or the operator
+opts in with ``store_set_cookie=True``. RFC 9111 would allow storing it (§3 lists necessary
+conditions, never sufficient ones, so declining is conformant), but replaying one viewer's
+cookie to every other viewer is the classic shared-cache leak; nginx, Varnish and Traffic
+Server decline by default too.
 """
 
 from __future__ import annotations
@@ -46,7 +53,9 @@ def strip_hop_by_hop(headers: Headers) -> Headers:
     return {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in named}
 
 
-def storable(method: str, status: int, req: Headers, resp: Headers) -> bool:
+def storable(
+    method: str, status: int, req: Headers, resp: Headers, *, store_set_cookie: bool = False
+) -> bool:
     """RFC 9111 §3 for a shared cache, including §3.5 (requests with Authorization)."""
     if method != "GET":
         return False  # see module docstring; HEAD responses carry no body to store
@@ -65,6 +74,13 @@ def storable(method: str, status: int, req: Headers, resp: Headers) -> bool:
         return False  # §5.2.2.5
     if cc.private:
         return False  # §5.2.2.7: unqualified private forbids shared caches
+    if (
+        "set-cookie" in resp
+        and not store_set_cookie
+        and "set-cookie" not in cc.no_cache_fields
+        and "set-cookie" not in cc.private_fields
+    ):
+        return False  # see module docstring
     if "authorization" in req and not (cc.public or cc.s_maxage is not None or cc.must_revalidate):
         return False  # §3.5
     vary = resp.get("vary")

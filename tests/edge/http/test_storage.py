@@ -73,6 +73,25 @@ def test_authorization_requires_public_s_maxage_or_must_revalidate(cache_control
     assert storable("GET", 200, {}, resp) is (cache_control != "public, private")
 
 
+@pytest.mark.parametrize(
+    ("cache_control", "opt_in", "expected"),
+    [
+        ("max-age=60", False, False),
+        ("public, max-age=60", False, False),
+        ('max-age=60, no-cache="Set-Cookie"', False, True),
+        ('max-age=60, private="set-cookie"', False, True),
+        ("max-age=60", True, True),
+    ],
+)
+def test_set_cookie_responses_are_stored_only_when_the_cookie_can_be_dropped(
+    cache_control, opt_in, expected
+) -> None:
+    resp = {"cache-control": cache_control, "set-cookie": "sid=1"}
+    assert storable("GET", 200, {}, resp, store_set_cookie=opt_in) is expected
+    if expected and not opt_in:
+        assert "set-cookie" not in headers_to_store(resp, 0.0)
+
+
 def test_strip_hop_by_hop_drops_connection_specific_fields_and_those_connection_names() -> None:
     headers = {
         "connection": "close, x-hop",
