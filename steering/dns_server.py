@@ -81,12 +81,12 @@ class DnsResponder:
         elif max_size is not None:
             limit = 512
         try:
-            return r.to_wire(max_size=limit)
+            return r.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:
             r.answer.clear()
             r.authority.clear()
             r.flags |= dns.flags.TC
-            return r.to_wire(max_size=limit)
+            return r.to_wire(max_size=limit, want_shuffle=False)
 
     def _fill(self, q: dns.message.Message, r: dns.message.Message, peer: str) -> int:
         if q.opcode() != dns.opcode.QUERY:
@@ -176,8 +176,19 @@ async def serve_tcp_conn(responder: DnsResponder, reader: asyncio.StreamReader,
 
 async def start_dns(responder: DnsResponder, host: str, port: int) -> tuple[
         asyncio.DatagramTransport, asyncio.base_events.Server]:
+    """UDP and TCP on the same port (with port 0: the first free one that both can take)."""
     loop = asyncio.get_running_loop()
-    udp, _ = await loop.create_datagram_endpoint(lambda: DnsUdp(responder),
-                                                 local_addr=(host, port))
-    tcp = await asyncio.start_server(lambda r, w: serve_tcp_conn(responder, r, w), host, port)
-    return udp, tcp
+    for _ in range(20):
+        udp, _ = await loop.create_datagram_endpoint(lambda: DnsUdp(responder),
+                                                     local_addr=(host, port))
+        got = udp.get_extra_info("sockname")[1]
+        try:
+            tcp = await asyncio.start_server(lambda r, w: serve_tcp_conn(responder, r, w),
+                                             host, got)
+        except OSError:
+            udp.close()
+            if port:
+                raise
+            continue
+        return udp, tcp
+    raise OSError("no port free for DNS on both UDP and TCP")

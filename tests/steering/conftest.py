@@ -67,6 +67,7 @@ class StandInEdge:
     """An aiohttp server exposing /healthz like a real edge; stop() makes it vanish."""
 
     name: str
+    host: str = "127.0.0.1"
     port: int = 0
     egress_bps: float = 0.0
     capacity_bps: float = 1e9
@@ -76,7 +77,8 @@ class StandInEdge:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def _healthz(self, request: web.Request) -> web.Response:
         self.probes += 1
@@ -87,12 +89,12 @@ class StandInEdge:
 
     async def start(self) -> None:
         if not self.port:
-            self.port = free_port()
+            self.port = free_port(self.host)
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -110,7 +112,10 @@ EDGE_LAYOUT: list[tuple[str, str, tuple[float, float], list[str]]] = [
 
 @pytest.fixture
 async def edges() -> AsyncIterator[dict[str, StandInEdge]]:
-    out = {n: StandInEdge(n) for *_, names in EDGE_LAYOUT for n in names}
+    # distinct loopback hosts, so DNS answers show which edges were chosen; nyc-2 on IPv6
+    names = [n for *_, ns in EDGE_LAYOUT for n in ns]
+    out = {n: StandInEdge(n, "::1" if n == "nyc-2" else f"127.0.1.{i + 1}")
+           for i, n in enumerate(names)}
     await asyncio.gather(*(e.start() for e in out.values()))
     yield out
     await asyncio.gather(*(e.stop() for e in out.values()))

@@ -1,0 +1,69 @@
+"""`edgecdn steer` as a real process: config file, ready line, HTTP + DNS, decision log, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import dns.asyncquery
+import dns.message
+
+from contracts.steer import SteerResponse
+from tests.steering.conftest import StandInEdge, fleet_doc, write_fleet_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def start_steer(config: Path, *extra: str) -> tuple[asyncio.subprocess.Process, dict]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecdn.cli", "steer", "--config", str(config),
+        "--listen", "127.0.0.1:0", *extra, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    return proc, json.loads(line)
+
+
+async def test_steer_process_serves_http_and_dns_and_logs_decisions(
+        edges: dict[str, StandInEdge], mmdb_path: Path, cf_key, tmp_path: Path) -> None:
+    log = tmp_path / "decisions.jsonl"
+    doc = fleet_doc({n: e.url for n, e in edges.items()},
+                    {"geoip_db": str(mmdb_path), "decision_log": str(log),
+                     "dns_name": "v.example."}, cf_key[0])
+    cfg = write_fleet_toml(tmp_path / "fleet.toml", doc)
+    proc, ready = await start_steer(cfg, "--dns", "127.0.0.1:0")
+    try:
+        assert ready["steering"] == "ready" and ready["dns_port"]
+        async with aiohttp.ClientSession() as s:
+            url = f"http://127.0.0.1:{ready['http_port']}/v1/steer"
+            async with s.get(url, params={"path": "/titles/t/master.m3u8",
+                                          "client_ip": "203.0.113.9"}) as r:
+                resp = SteerResponse.from_dict(await r.json())
+        assert resp.targets[0].site == "nyc" and resp.targets[-1].kind == "cloudfront"
+        q = dns.message.make_query("v.example.", "A")
+        a = await dns.asyncquery.udp(q, "127.0.0.1", port=ready["dns_port"], timeout=3)
+        assert a.answer
+        t0 = time.monotonic()
+        while not (log.exists() and log.read_text().strip()):
+            assert time.monotonic() - t0 < 5, "no decision log line"
+            await asyncio.sleep(0.05)
+        rec = json.loads(log.read_text().splitlines()[0])
+        assert rec["client"] == "203.0.113.9" and rec["site"] == "nyc" and rec["cloudfront"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_bad_config_exits_2_with_a_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text('[steering]\nshed_low = 2.0\n[[regions]]\nname = "r"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecdn.cli", "steer", "--config", str(cfg), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2 and b"shed_low" in err
