@@ -407,8 +407,8 @@ class Flights:
         """The object's one head flight: learn its meta (or revalidate ``stale``) by asking
         for chunk ``index``. Joins the running one if there is one."""
         fut = self.heads.get(key)
-        if fut is not None:
-            return fut
+        if fut is not None and (not fut.done() or stale is None):
+            return fut  # in flight; or just answered and still saving its meta
         fut = asyncio.get_running_loop().create_future()
         self.heads[key] = fut
         self._spawn(self._run_head(key, index, path, query, self.forward_headers(req), req,

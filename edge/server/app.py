@@ -261,11 +261,12 @@ class EdgeApp:
         index = self._first_chunk(req)
         if meta is not None and index * self.cs >= meta.size:
             index = 0
-        joined = key in self.flights.heads
+        joined = key in self.flights.heads and not self.flights.heads[key].done()
         conditional = meta if fr is Freshness.STALE_REVALIDATE else None
+        fut = self.flights.head(key, index, npath, query, h, conditional)
+        reused = fut.done()  # answered a moment ago, its meta still being saved: a hit
         try:
-            res: HeadResult = await asyncio.shield(
-                self.flights.head(key, index, npath, query, h, conditional))
+            res: HeadResult = await asyncio.shield(fut)
         except ConnectionResetError:
             return
         if conn.closed:
@@ -280,7 +281,10 @@ class EdgeApp:
             stored = stored_of(new)
             age = current_age(stored, now)
             ttl = self.view(new).lifetime - age
-            if res.kind is HeadKind.NOT_MODIFIED:
+            if reused:
+                cs = cache_status(hit=True, ttl=ttl)
+                word = "hit"
+            elif res.kind is HeadKind.NOT_MODIFIED:
                 cs = cache_status(hit=False, fwd="stale", fwd_status=304, ttl=ttl,
                                   collapsed=joined)
                 word = "revalidated"
