@@ -555,6 +555,11 @@ class Flights:
             return
         await self.head(meta.key, 0, path, query, req, meta)
 
+    async def settle(self) -> None:
+        """Wait until every fetch and commit under way has finished (tests, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
     async def close(self) -> None:
         for t in list(self.tasks):
             t.cancel()

@@ -172,7 +172,7 @@ class EdgeApp:
             self.ops.healthz(conn, req)
             return
         if path == "/metrics" and self.ops is not None:
-            self.ops.metrics(conn, req)
+            self.ops.metrics_page(conn, req)
             return
         self.content(conn, req)
 
@@ -427,7 +427,7 @@ class EdgeApp:
         elif req.http10:
             parts.append(KEEP_ALIVE_10)
         parts.append(b"\r\n")
-        conn.write(b"".join(parts))
+        conn.write_head(b"".join(parts))
 
     # ---- body sending: sync as far as possible, then a task --------------------------------
     def send_body(self, conn: HttpConnection, req: Request, meta: ObjectMeta, body: list[Any],
@@ -589,9 +589,9 @@ class EdgeApp:
             conn.keep_alive = False
             parts.append(CLOSE)
         parts.append(b"\r\n")
-        if req.method != "HEAD":
-            parts.append(body)
-        conn.write(b"".join(parts))
+        conn.write_head(b"".join(parts))
+        if req.method != "HEAD" and body:
+            conn.write(body)
         self._log(conn, req, status, word)
         conn.finish()
 
@@ -608,9 +608,9 @@ class EdgeApp:
             conn.keep_alive = False
             parts.append(CLOSE)
         parts.append(b"\r\n")
-        if req.method != "HEAD" and status not in _NO_BODY_STATUS:
-            parts.append(body)
-        conn.write(b"".join(parts))
+        conn.write_head(b"".join(parts))
+        if req.method != "HEAD" and status not in _NO_BODY_STATUS and body:
+            conn.write(body)
         self._log(conn, req, status, word)
         conn.finish()
 
@@ -655,7 +655,7 @@ class EdgeApp:
                 conn.keep_alive = False
                 parts.append(CLOSE)
             parts.append(b"\r\n")
-            conn.write(b"".join(parts))
+            conn.write_head(b"".join(parts))
             if not no_body:
                 got = 0
                 async for data in resp.iter_body():

@@ -144,7 +144,7 @@ class Ops:
                                           "cache-control": "no-store"}, body,
                          "edgecdn; fwd=bypass; detail=healthz", "ops")
 
-    def metrics(self, conn: HttpConnection, req: Request) -> None:
+    def metrics_page(self, conn: HttpConnection, req: Request) -> None:
         self.metrics.sync(self.app, self.flights, self.store)
         body = self.metrics.render()
         self.app.respond(conn, req, 200, {"content-type": CONTENT_TYPE,

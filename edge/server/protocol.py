@@ -300,6 +300,11 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
 
     # ---- write API -------------------------------------------------------------------------
+    def write_head(self, data: bytes) -> None:
+        """The status line and header block (not counted as body bytes)."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.closed and self.transport is not None:
             self.transport.write(data)

@@ -223,6 +223,10 @@ class EdgeThread:
 
         return asyncio.run_coroutine_threadsafe(_c(), self.loop).result(10)
 
+    def settle(self) -> None:
+        """Block until the edge's fills and commits under way are done."""
+        asyncio.run_coroutine_threadsafe(self.node.flights.settle(), self.loop).result(20)
+
     def stop(self) -> None:
         if self.thread.is_alive():
             asyncio.run_coroutine_threadsafe(self.node.stop(1.0), self.loop).result(20)
