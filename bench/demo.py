@@ -268,8 +268,8 @@ def run_demo(o: DemoOptions, say: Callable[[str], None] = print) -> dict[str, An
                  procs, "faultproxy")
         edges = list(layout.edges) + ([layout.cloudfront] if layout.cloudfront else [])
         for e in edges:
-            procs.start(e.name, [PY, "-m", "edgecdn.cli", "edge", "--config", str(e.config)],
-                        env)
+            procs.start(e.name, [PY, "-m", "edgecdn.cli", "edge", "--config", str(e.config),
+                                 "--name", e.name], env)
         for e in edges:
             wait_for(f"edge {e.name}", lambda e=e: http_ok(f"{e.url}/healthz"), 60, procs,
                      e.name)
@@ -288,8 +288,10 @@ def run_demo(o: DemoOptions, say: Callable[[str], None] = print) -> dict[str, An
         half = o.duration / 2
         faults = [FaultAction(round(half * 0.85, 1), "kill", o.kill_edge),
                   FaultAction(round(half, 1), "evacuate", o.evacuate)]
+        # players start over a quarter of the run, so sessions do not move in lock-step
         b = bench_table(fleet, None, {"players": o.players, "duration": o.duration,
-                                      "speed": o.speed, "seed": o.seed})
+                                      "speed": o.speed, "seed": o.seed,
+                                      "ramp": round(o.duration / 4, 1)})
         s = build_settings(fleet, b, checks.titles(), faults)
         s.pids = {e.name: procs.pid(e.name) for e in layout.edges}
         step(f"{o.players} players for {o.duration:g}s at {o.speed:g}x; kill {o.kill_edge} at "

@@ -156,10 +156,16 @@ def find_edge_pid(name: str, listen: str = "") -> int | None:
         args = [a.decode(errors="replace") for a in argv]
         if "edge" not in args:
             continue
-        for flag, want in (("--name", name), ("--listen", listen)):
-            if want and flag in args and args.index(flag) + 1 < len(args):
-                if args[args.index(flag) + 1] == want:
-                    return int(d)
+        flags = dict(zip(args, args[1:], strict=False))
+        if (name and flags.get("--name") == name) or (listen and flags.get("--listen") == listen):
+            return int(d)
+        if "--config" in flags and "--name" not in flags:  # identity inside the config file
+            try:
+                node = load_toml(flags["--config"]).get("edge", {})
+            except (ConfigError, OSError):
+                continue
+            if node.get("name") == name or (listen and node.get("listen") == listen):
+                return int(d)
     return None
 
 

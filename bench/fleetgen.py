@@ -164,7 +164,7 @@ def generate(root: Path, s3_endpoint: str, bucket: str, prefix: str = "packaged"
         'logs_prefix = "logs/"', 'manifests_prefix = "manifests/"', "",
         "[bench]", f'steering_url = "{layout.steering_url}"',
         f'fault_proxy = "{layout.fault_proxy_url}"', f's3_endpoint = "{s3_endpoint}"',
-        "zipf_s = 1.0", "abandon_p = 0.35", "max_buffer = 30.0", "request_timeout = 3.0", "",
+        "zipf_s = 1.0", "abandon_p = 0.35", "max_buffer = 12.0", "request_timeout = 3.0", "",
     ]
     for prefix_, label, _, _, _, weight in CLIENTS:
         out += ["[[bench.clients]]", f'prefix = "{prefix_}"', f'label = "{label}"',

@@ -279,9 +279,8 @@ class Player:
             else:
                 res.abandoned = self.plan.abandon
                 drain = min(buf.level / ctx.cfg.speed, max(0.0, ctx.deadline - ctx.now()))
-                if drain > 0:
+                if drain > 0:  # the viewer watches what is buffered; running out is the end
                     await asyncio.sleep(drain)
-                buf.advance(ctx.now())
         except PlayFailed as e:
             res.ok = False
             res.reason = str(e)

@@ -244,6 +244,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
             f"{k} {v['bytes'] / total * 100:.0f}%" for k, v in rep["sources"].items()),
     ]
     for e in rep["faults"]:
+        detail = e["detail"] if len(e["detail"]) <= 60 else e["detail"][:57] + "..."
         lines.append(f"fault at {e['t']:.1f}s: {e['what']} -> {'ok' if e['ok'] else 'FAILED'}"
-                     f" ({e['detail']})")
+                     f" ({detail})")
     return lines

@@ -52,6 +52,7 @@ class Store:
         self.cache_dir = cache_dir
         self.entries: dict[bytes, Entry] = {}
         self.stats = {"calls": 0, "done": 0, "eagain": 0, "buffered": 0}
+        self.coalesce_below = SMALL
 
     def fill(self, path: bytes) -> tuple[Entry | None, bool]:
         """(entry, hit): file modes first look for another worker's complete file."""
@@ -125,14 +126,14 @@ class RefProtocol(asyncio.Protocol):
             head = e.head_hit
         if self.store.mode == "memory":
             assert e.body is not None
-            if e.size < SMALL:
+            if e.size < self.store.coalesce_below:
                 t.write(head + e.body)
             else:
                 t.write(head)
                 t.write(e.body)
         elif self.store.mode == "pread":
             body = os.pread(e.fd, e.size, 0)
-            if e.size < SMALL:
+            if e.size < self.store.coalesce_below:
                 t.write(head + body)
             else:
                 t.write(head)
@@ -213,6 +214,12 @@ async def serve(host: str, port: int, store: Store) -> None:
         print(f"refserver sendfile stats: {store.stats}", file=sys.stderr, flush=True)
 
 
+def store(a: argparse.Namespace, cache_dir: Path) -> Store:
+    st = Store(a.origin, a.mode, cache_dir)
+    st.coalesce_below = a.coalesce_below
+    return st
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvloop
 
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=MODES, default="memory")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=1, help="processes on one port (SO_REUSEPORT)")
+    ap.add_argument("--coalesce-below", type=int, default=SMALL,
+                    help="bodies smaller than this go out in one write with the header")
     a = ap.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
     with tempfile.TemporaryDirectory(prefix="refserver-") as tmp:
@@ -230,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(a.workers - 1):
             pid = os.fork()
             if pid == 0:  # a worker: serve, then leave the temp dir to the parent
-                uvloop.run(serve(host, int(port), Store(a.origin, a.mode, cache_dir)))
+                uvloop.run(serve(host, int(port), store(a, cache_dir)))
                 os._exit(0)
             children.append(pid)
         try:
-            uvloop.run(serve(host, int(port), Store(a.origin, a.mode, cache_dir)))
+            uvloop.run(serve(host, int(port), store(a, cache_dir)))
         finally:
             for pid in children:
                 os.kill(pid, signal.SIGTERM)

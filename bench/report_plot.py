@@ -11,7 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_report(rep: dict[str, Any], out: str | Path) -> Path:
+def _smooth(xs: list[float], n: int) -> list[float]:
+    """Trailing moving average over n buckets (segment fetches are bursty)."""
+    if n <= 1:
+        return xs
+    out, acc = [], 0.0
+    for i, x in enumerate(xs):
+        acc += x
+        if i >= n:
+            acc -= xs[i - n]
+        out.append(acc / min(i + 1, n))
+    return out
+
+
+def plot_report(rep: dict[str, Any], out: str | Path, smooth_s: float = 2.0) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,6 +33,7 @@ def plot_report(rep: dict[str, Any], out: str | Path) -> Path:
     tl = rep.get("timeline", [])
     ts = [b["t"] for b in tl]
     bucket = float(rep.get("bucket_seconds") or 1.0)
+    n = max(1, round(smooth_s / bucket))
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     ax_tp, ax_lat = axes[0]
     ax_site, ax_reg = axes[1]
@@ -30,13 +44,15 @@ def plot_report(rep: dict[str, Any], out: str | Path) -> Path:
         f"({rep['plays']['failed']} failed), {rep['segments']['corrupt']} corrupt"
     )
 
-    mbps = [b["bytes"] * 8 / 1e6 / bucket for b in tl]
+    mbps = _smooth([b["bytes"] * 8 / 1e6 / bucket for b in tl], n)
     ax_tp.plot(ts, mbps, color="tab:blue", label="throughput")
     ax_tp.set_xlabel("seconds")
     ax_tp.set_ylabel("Mbit/s")
-    ax_tp.set_title("Throughput and hit ratio")
+    ax_tp.set_title(f"Throughput and hit ratio ({n * bucket:g}s average)")
     ax_hr = ax_tp.twinx()
-    hr = [b["hit_bytes"] / b["bytes"] if b["bytes"] else float("nan") for b in tl]
+    sb = _smooth([float(b["bytes"]) for b in tl], n)
+    sh = _smooth([float(b["hit_bytes"]) for b in tl], n)
+    hr = [h / b if b else float("nan") for h, b in zip(sh, sb, strict=True)]
     ax_hr.plot(ts, hr, color="tab:green", label="byte hit ratio")
     ax_hr.set_ylim(0, 1.05)
     ax_hr.set_ylabel("byte hit ratio")
@@ -64,7 +80,8 @@ def plot_report(rep: dict[str, Any], out: str | Path) -> Path:
                            (ax_reg, "by_region", "Traffic by region")):
         names = sorted({n for b in tl for n in b.get(key, {})})
         if names:
-            ys = [[b.get(key, {}).get(n, 0) * 8 / 1e6 / bucket for b in tl] for n in names]
+            ys = [_smooth([b.get(key, {}).get(k, 0) * 8 / 1e6 / bucket for b in tl], n)
+                  for k in names]
             ax.stackplot(ts, ys, labels=names, alpha=0.85)
             ax.legend(loc="upper left", fontsize="small", ncol=2)
         ax.set_title(title)

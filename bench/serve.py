@@ -46,6 +46,7 @@ class BenchConfig:
     memory_cache: str = "256MiB"
     disk_cache: str = "2GiB"
     edge_args: list[str] = field(default_factory=list)  # extra flags for `edgecdn edge`
+    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> extra edge flags
 
 
 @dataclass
@@ -237,7 +238,7 @@ def default_cpus() -> tuple[int, int]:
 
 def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> Report:
     """Start the origin and every peer, warm and verify, measure interleaved, stop all."""
-    peers = srv.resolve(cfg.servers)
+    peers = srv.resolve(cfg.servers, cfg.variants)
     root = plan.workdir / "origin"
     write_tree(root, cfg.classes)
     running: list[srv.Running] = []
@@ -314,6 +315,6 @@ def check_deps(cfg: BenchConfig, path: str | None = None) -> Plan:
     if wrk_bin is None:
         raise BenchError(MISSING_DEPS.format(what="wrk"))
     nginx_bin = find_nginx(path)
-    if nginx_bin is None and any(p.kind == "nginx" for p in srv.resolve(cfg.servers)):
+    if nginx_bin is None and any(p.kind == "nginx" for p in srv.resolve(cfg.servers, cfg.variants)):
         raise BenchError(MISSING_DEPS.format(what="nginx"))
     return Plan(wrk_bin, nginx_bin, Path(tempfile.mkdtemp(prefix="edgecdn-bench-serve-")))

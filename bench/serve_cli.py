@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disk-cache", default="2GiB", help="edgecdn --disk-cache")
     p.add_argument("--edge-args", default="",
                    help='extra flags for `edgecdn edge`, e.g. "--policy lru --chunk-size 2MiB"')
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                   help="an extra edgecdn peer with extra flags, e.g. "
+                        "'nolog=--config x.toml'; list NAME in --servers (repeatable)")
     p.add_argument("--server-cpu", type=int, default=None, help="core for servers (default 1st)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk (default 2nd)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -59,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(a: argparse.Namespace) -> sv.BenchConfig:
     servers = [s.strip() for s in (a.servers or default_servers()).split(",") if s.strip()]
-    srv.resolve(servers)  # unknown names fail here, before anything starts
+    variants = dict(srv.parse_variant(v) for v in a.variant)
+    srv.resolve(servers, variants)  # unknown names fail here, before anything starts
     if a.rounds < 1 or a.duration < 1 or a.connections < 1:
         raise ValueError("--rounds, --duration and --connections must be at least 1")
     scpu, lcpu = sv.default_cpus()
@@ -71,7 +75,7 @@ def config_from_args(a: argparse.Namespace) -> sv.BenchConfig:
         server_cpu=scpu if a.server_cpu is None else a.server_cpu,
         load_cpu=lcpu if a.load_cpu is None else a.load_cpu,
         memory_cache=a.memory_cache, disk_cache=a.disk_cache,
-        edge_args=shlex.split(a.edge_args))
+        edge_args=shlex.split(a.edge_args), variants=variants)
 
 
 def fmt(metric: str, v: float | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -59,15 +60,33 @@ KNOWN = {
     "ref-sendfile": Peer("ref-sendfile", "ref", mode="sendfile"),
     "ref-pread": Peer("ref-pread", "ref", mode="pread"),
     "ref-sendfile-w2": Peer("ref-sendfile-w2", "ref", workers=2, mode="sendfile"),
+    # header and body as two transport.write calls, as a layered server tends to do
+    "ref-split": Peer("ref-split", "ref", extra=("--coalesce-below", "0")),
 }
 
 
-def resolve(names: list[str]) -> list[Peer]:
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    """``NAME=FLAGS``: an extra edgecdn peer started with FLAGS added (for A/B runs)."""
+    name, sep, flags = spec.partition("=")
+    name = name.strip()
+    if not sep or not name or name in KNOWN or "/" in name:
+        raise ValueError(f"bad --variant {spec!r}: want NAME=FLAGS with a new NAME")
+    return name, shlex.split(flags)
+
+
+def resolve(names: list[str], variants: dict[str, list[str]] | None = None) -> list[Peer]:
+    """Peers by name; ``variants`` are edgecdn peers with extra flags."""
+    variants = variants or {}
     out = []
     for n in names:
-        if n not in KNOWN:
-            raise ValueError(f"unknown server {n!r}; known: {', '.join(KNOWN)}")
-        out.append(KNOWN[n])
+        if n in variants:
+            args = variants[n]
+            w = int(args[args.index("--workers") + 1]) if "--workers" in args[:-1] else 1
+            out.append(Peer(n, "edgecdn", workers=w, extra=tuple(args)))
+        elif n in KNOWN:
+            out.append(KNOWN[n])
+        else:
+            raise ValueError(f"unknown server {n!r}; known: {', '.join([*KNOWN, *variants])}")
     return out
 
 
@@ -124,7 +143,7 @@ def command(peer: Peer, port: int, origin: str, workdir: Path, *, memory_cache: 
     if peer.kind == "ref":
         return [sys.executable, "-m", "bench.refserver", "--listen", listen,
                 "--origin", origin, "--mode", peer.mode, "--cache-dir", str(workdir),
-                "--workers", str(peer.workers)]
+                "--workers", str(peer.workers), *peer.extra]
     mem = "0" if peer.mode == "disk" else memory_cache
     return [sys.executable, "-m", "edgecdn.cli", "edge", "--listen", listen,
             "--origin", origin, "--cache-dir", str(workdir / "cache"),
