@@ -68,6 +68,9 @@ _PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-en
                         "content-length", META_HEADER})
 _NO_BODY_STATUS = frozenset({204, 304})
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
+# measured (bench serve): transport.write of a 2 MiB bytes costs ~2.4x the CPU of os.sendfile
+# of the same page-cached file; below this size both cost the same, so memory wins there
+SENDFILE_MIN = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -446,7 +449,8 @@ class EdgeApp:
             index, off, ln, ref = it
             if ref is None:
                 break
-            if ref.data is not None:
+            if ref.data is not None and (ln < SENDFILE_MIN or not ref.path
+                                         or not self.use_sendfile):
                 conn.write(memoryview(ref.data)[off:off + ln])
                 i += 1
                 if conn.write_paused:
@@ -522,7 +526,8 @@ class EdgeApp:
                     conn.write(data)
                     pos += len(data)
                 continue
-            if ref.data is not None:
+            if ref.data is not None and (ln < SENDFILE_MIN or not ref.path
+                                         or not self.use_sendfile):
                 await conn.drain()
                 conn.write(memoryview(ref.data)[off:off + ln])
                 continue

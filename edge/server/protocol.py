@@ -160,7 +160,14 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject = self._reject or (400, "protocol upgrade not supported")
+            # no upgrades here: answer the request as plain HTTP/1.1, then close (the parser
+            # stops at an upgrade, so nothing after it on this connection can be read)
+            for r in self.queue:
+                r.keep_alive = False
+            self.keep_alive = False
+            if not self.queue and not self.busy and self.transport is not None:
+                self.transport.close()
+                self.closed = True
         except httptools.HttpParserCallbackError:
             self._reject = self._reject or (400, "bad request")
         except httptools.HttpParserError as e:
@@ -170,6 +177,12 @@ class HttpConnection(asyncio.Protocol):
             self._fail(*self._reject)
 
     def eof_received(self) -> bool | None:
+        """Client half-closed: finish what it asked for, then close."""
+        if self.busy or self.queue:
+            self.keep_alive = False
+            for r in self.queue:
+                r.keep_alive = False
+            return True
         return None
 
     # ---- httptools callbacks ---------------------------------------------------------------
@@ -198,6 +211,15 @@ class HttpConnection(asyncio.Protocol):
         self._in_head = False
         if self._head_bytes > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
+            raise _Reject
+        cl = self.parser.get_content_length() if hasattr(self.parser, "get_content_length") \
+            else None
+        if cl is None:
+            for n, v in self._headers:
+                if n.lower() == b"content-length":
+                    cl = int(v) if v.strip().isdigit() else None
+        if cl is not None and cl > self.max_body:
+            self._reject = (413, "request body too large")
             raise _Reject
 
     def on_body(self, body: bytes) -> None:
