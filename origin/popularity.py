@@ -21,7 +21,7 @@ exact count on a million lines).
 
 A request counts as 1 (decayed), whatever its size: for whole-segment reads the object's
 decayed request rate is exactly its byte-hit value per byte of disk, which is what a fill
-that maximises byte hit ratio under a byte budget must rank by. Decayed bytes are kept too.
+that maximises byte hit ratio under a byte budget must rank by.
 """
 
 from __future__ import annotations
@@ -52,14 +52,13 @@ _LOG_NAME = re.compile(r"(?:^|/)(\d{9,11})(?:\.\d+)?-[^/]*\.jsonl\.gz$")
 class Item:
     key: str
     hits: float  # decayed requests at the query time
-    bytes: float  # decayed bytes sent at the query time
 
 
 class DecayedTopK:
     """Capped counter table with forward decay; see the module doc for the guarantee."""
 
-    __slots__ = ("capacity", "half_life", "landmark", "_hits", "_bytes", "floor", "peak",
-                 "prunes", "total")
+    __slots__ = ("capacity", "half_life", "landmark", "_hits", "_limit", "floor", "peak",
+                 "prunes")
 
     def __init__(self, capacity: int, half_life: float, landmark: float | None = None) -> None:
         if capacity < 1 or half_life <= 0:
@@ -68,16 +67,16 @@ class DecayedTopK:
         self.half_life = half_life
         self.landmark = landmark
         self._hits: dict[str, float] = {}
-        self._bytes: dict[str, float] = {}
-        self.floor = 0.0  # largest pruned counter (forward units)
+        self._limit = 2 * capacity
+        self.floor = 0.0  # an upper bound of every pruned counter (forward units)
         self.peak = 0  # most counters ever held
         self.prunes = 0
-        self.total = 0.0  # sum of all weights added (forward units)
 
     def __len__(self) -> int:
         return len(self._hits)
 
     def weight(self, ts: float) -> float:
+        """Forward-decay weight of a request at ts (moves the landmark before overflow)."""
         if self.landmark is None:
             self.landmark = ts
         x = (ts - self.landmark) / self.half_life
@@ -86,27 +85,31 @@ class DecayedTopK:
             x = 0.0
         return math.exp(x * _LN2)
 
-    def add(self, key: str, ts: float, nbytes: int, w: float | None = None) -> None:
-        if w is None:
-            w = self.weight(ts)
+    def add(self, key: str, w: float) -> None:
         hits = self._hits
-        if key in hits:
-            hits[key] += w
-            self._bytes[key] += w * nbytes
-        else:
+        v = hits.get(key)
+        if v is None:
             hits[key] = w
-            self._bytes[key] = w * nbytes
-            if len(hits) >= 2 * self.capacity:
-                self.peak = max(self.peak, len(hits))
+            if len(hits) >= self._limit:
                 self._prune()
-        self.total += w
+        else:
+            hits[key] = v + w
 
     def _prune(self) -> None:
-        keep = heapq.nlargest(self.capacity, self._hits.items(), key=lambda kv: kv[1])
-        kept = dict(keep)
-        dropped_max = max((v for k, v in self._hits.items() if k not in kept), default=0.0)
-        self.floor = max(self.floor, dropped_max)
-        self._bytes = {k: self._bytes[k] for k in kept}
+        """Keep the capacity largest counters (ties broken by arrival), remember the floor."""
+        hits = self._hits
+        self.peak = max(self.peak, len(hits))
+        thr = heapq.nlargest(self.capacity, hits.values())[-1]
+        kept = {k: v for k, v in hits.items() if v > thr}
+        need = self.capacity - len(kept)
+        if need > 0:
+            for k, v in hits.items():
+                if v == thr:
+                    kept[k] = v
+                    need -= 1
+                    if not need:
+                        break
+        self.floor = max(self.floor, thr)
         self._hits = kept
         self.prunes += 1
 
@@ -114,9 +117,7 @@ class DecayedTopK:
         assert self.landmark is not None
         f = math.exp(-(new_landmark - self.landmark) / self.half_life * _LN2)
         self._hits = {k: v * f for k, v in self._hits.items()}
-        self._bytes = {k: v * f for k, v in self._bytes.items()}
         self.floor *= f
-        self.total *= f
         self.landmark = new_landmark
 
     def _scale(self, now: float) -> float:
@@ -134,10 +135,11 @@ class DecayedTopK:
     def top(self, now: float, k: int | None = None) -> list[Item]:
         """Items by decayed hits, best first (ties: key order, for determinism)."""
         s = self._scale(now)
-        keys = sorted(self._hits, key=lambda key: (-self._hits[key], key))
+        hits = self._hits
+        keys = sorted(hits, key=lambda key: (-hits[key], key))
         if k is not None:
             keys = keys[:k]
-        return [Item(key, self._hits[key] * s, self._bytes[key] * s) for key in keys]
+        return [Item(key, hits[key] * s) for key in keys]
 
 
 @dataclass(slots=True)
@@ -162,11 +164,11 @@ class Popularity:
         return t
 
     def add(self, rec: AccessRecord, site: str = "", region: str = "") -> None:
-        self.add_fields(rec.ts, rec.method, rec.path, rec.status, rec.bytes, rec.cache,
+        self.add_fields(rec.ts, rec.method, rec.path, rec.status, rec.cache,
                         rec.site or site, rec.region or region)
 
-    def add_fields(self, ts: float, method: str, path: str, status: int, nbytes: int,
-                   cache: str, site: str, region: str) -> None:
+    def add_fields(self, ts: float, method: str, path: str, status: int, cache: str,
+                   site: str, region: str) -> None:
         """One access record, by its fields (the hot loop of the planner)."""
         self.lines += 1
         if method not in COUNTED_METHODS or status not in COUNTED_STATUS or cache in IGNORED_CACHE:
@@ -178,16 +180,15 @@ class Popularity:
         w = fleet.weight(ts)
         if fleet.landmark != self.landmark:  # the fleet table rescaled: follow it
             self._move_landmark(fleet.landmark)
-        region = region or self.site_region.get(site, "")
+        if not region:
+            region = self.site_region.get(site, "")
         if "?" in path:
             path = path.partition("?")[0]
-        fleet.add(path, ts, nbytes, w)
+        fleet.add(path, w)
         if site:
-            t = self.sites.get(site) or self._table(self.sites, site)
-            t.add(path, ts, nbytes, w)
+            (self.sites.get(site) or self._table(self.sites, site)).add(path, w)
         if region:
-            t = self.regions.get(region) or self._table(self.regions, region)
-            t.add(path, ts, nbytes, w)
+            (self.regions.get(region) or self._table(self.regions, region)).add(path, w)
         self.counted += 1
 
     def _move_landmark(self, landmark: float | None) -> None:
@@ -236,8 +237,7 @@ class Popularity:
                 if type(path) is not str:
                     raise TypeError("path")
                 add(float(d["ts"]), d.get("method", "GET"), path, int(d["status"]),
-                    int(d.get("bytes", 0)), d.get("cache", ""), d.get("site") or site,
-                    d.get("region") or region)
+                    d.get("cache", ""), d.get("site") or site, d.get("region") or region)
             except (TypeError, KeyError, ValueError, AttributeError):
                 self.lines += 1
                 self.bad_lines += 1  # e.g. the torn last line of a killed writer
