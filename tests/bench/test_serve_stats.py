@@ -96,3 +96,15 @@ def test_resolve_rejects_unknown_peer_names() -> None:
     assert [p.workers for p in resolve(["edgecdn", "edgecdn-w2"])] == [1, 2]
     with pytest.raises(ValueError, match="unknown server 'varnish'"):
         resolve(["varnish"])
+
+
+def test_variant_peers_are_edgecdn_with_extra_flags() -> None:
+    from bench.serve_servers import parse_variant
+
+    name, flags = parse_variant("nolog=--config 'a b.toml' --workers 2")
+    assert (name, flags) == ("nolog", ["--config", "a b.toml", "--workers", "2"])
+    (peer,) = resolve(["nolog"], {name: flags})
+    assert (peer.kind, peer.workers, peer.extra) == ("edgecdn", 2, tuple(flags))
+    for bad in ("nolog", "=--x", "nginx=--x", "a/b=--x"):
+        with pytest.raises(ValueError, match="bad --variant"):
+            parse_variant(bad)
