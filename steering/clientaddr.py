@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class ClientAddrError(ValueError):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_ip(text: str) -> str:
     """Canonical text of an IPv4/IPv6 address (IPv4-mapped IPv6 -> IPv4); ValueError if bad."""
     t = text.strip()

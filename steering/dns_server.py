@@ -57,7 +57,11 @@ class DnsResponder:
         self.ttl = ttl
         self.ips = {e.name: _host_ips(e.url) for e in steering.fleet.edges}
         cf = steering.fleet.cloudfront
-        self.cname = dns.name.from_text(cf.domain.split("//")[-1]) if cf else None
+        self.cname = None
+        if cf:  # a domain, or a URL in test fleets: keep the host part
+            host = urlsplit(cf.domain if "//" in cf.domain else f"//{cf.domain}").hostname
+            with contextlib.suppress(ValueError, dns.exception.DNSException):
+                self.cname = dns.name.from_text(host) if host else None
         self.soa = dns.rrset.from_text(
             self.zone, ttl, "IN", "SOA",
             f"ns1.{self.zone} hostmaster.{self.zone} 1 3600 600 86400 {ttl}")

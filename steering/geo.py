@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -23,11 +23,11 @@ class Location:
     source: str  # "city" (mmdb coordinates), "country" (centroid), "default" (default region)
     country: str = ""
     prefix_len: int = 0  # length of the mmdb network that answered (DNS ECS scope)
+    # memo key: ~1 km grid, far finer than any site spacing (computed once, not per lookup)
+    key: tuple[float, float] = field(default=(0.0, 0.0), compare=False, repr=False)
 
-    @property
-    def key(self) -> tuple[float, float]:
-        """Cache key: ~1 km grid, far finer than any site spacing."""
-        return (round(self.lat, 2), round(self.lon, 2))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (round(self.lat, 2), round(self.lon, 2)))
 
 
 # Approximate geographic centres (lat, lon) of common countries, for mmdb records that carry a

@@ -43,13 +43,18 @@ def parse_query(q: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     if not q:
         return out
+    plain = b"%" not in q and b"+" not in q
     for part in q.split(b"&"):
         if not part:
             continue
         k, _, v = part.partition(b"=")
-        key = unquote_plus(k.decode("ascii"))
+        if plain:
+            key, val = k.decode("ascii"), v.decode("ascii")
+        else:
+            key = unquote_plus(k.decode("ascii"), errors="strict")
+            val = unquote_plus(v.decode("ascii"), errors="strict")
         if key not in out:
-            out[key] = unquote_plus(v.decode("ascii"), errors="strict")
+            out[key] = val
     return out
 
 
@@ -94,12 +99,11 @@ class HttpApi:
             params = parse_query(query)
             ip, via = self._client(peer, headers, params)
             raw = path[len(b"/v1/redirect"):].decode("utf-8", errors="strict")
-            doc, _ = self.steering.decide(raw, ip, self.clock(), via)
-            if not doc["urls"]:
+            url = self.steering.first_url(raw, ip, self.clock())
+            if not url:
                 return _err(503, "no edge and no CloudFront fallback can serve this")
-            return 302, [(b"Location", doc["urls"][0].encode()), (b"Cache-Control", b"no-store"),
-                         (b"Content-Type", JSON)], b'{"location":' + \
-                json.dumps(doc["urls"][0]).encode() + b"}"
+            return 302, [(b"Location", url.encode()), (b"Cache-Control", b"no-store"),
+                         (b"Content-Type", JSON)], b'{"location":' + json.dumps(url).encode() + b"}"
         if path == b"/healthz":
             return _json(self.steering.health_doc()) if get else _err(405, "use GET")
         if path == b"/metrics":

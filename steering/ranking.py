@@ -45,8 +45,8 @@ class RankingConfig:
 class View:
     """What the probes and the traffic shifter say right now; rebuilt by the shell."""
 
-    gen: int
-    edge_load: Mapping[str, float]  # serving edges only (up or shedding) -> load
+    gen: int  # bumps when the serving set or a site's load band changes (memos key on it)
+    edge_load: Mapping[str, float]  # serving edges only (up or shedding) -> current load
     weight: Mapping[str, float]  # region -> weight
     keep: Mapping[str, float]  # region -> keep (0 = evacuated)
 
@@ -84,6 +84,7 @@ class _Order:
     covering: list[str]
     sites: dict[str, list[tuple[Site, float]]]  # region -> its serving sites, ordered
     all_sites: list[tuple[Site, float]]  # every serving site, ordered
+    seq: dict[str, list[tuple[Site, float]]] = field(default_factory=dict)  # per primary
 
 
 class Ranker:
@@ -95,6 +96,7 @@ class Ranker:
         self._order: dict[tuple[float, float], _Order] = {}
         self._order_gen = -1
         self._hrw: dict[tuple[str, str], tuple[Edge, ...]] = {}
+        self._serving: dict[tuple[str, str], tuple[Edge, ...]] = {}  # per view.gen
 
     # -- memos ---------------------------------------------------------------------------
     def distances(self, loc: Location) -> list[tuple[float, Site]]:
@@ -124,6 +126,7 @@ class Ranker:
     def order(self, loc: Location, view: View) -> _Order:
         if view.gen != self._order_gen:
             self._order.clear()
+            self._serving.clear()
             self._order_gen = view.gen
         o = self._order.get(loc.key)
         if o is None:
@@ -160,6 +163,8 @@ class Ranker:
         spilled: list[str] = []
         pool = [r for r in o.covering if weight.get(r, 0.0) > 0 and keep.get(r, 0.0) > 0]
         weighted = len(pool) > 1
+        evacuated = len(pool) < len(o.covering) and any(
+            keep.get(r, 0.0) <= 0 for r in o.covering)
         primary = ""
         while pool:
             r = pool[0] if len(pool) == 1 else _weighted_pick(pool, weight, rnd())
@@ -169,7 +174,6 @@ class Ranker:
                 primary = r
                 break
             spilled.append(r)
-        evacuated = [r for r in o.covering if keep.get(r, 0.0) <= 0]
         if not primary:
             for r, _ in o.regions:
                 if r in o.covering or weight.get(r, 0.0) <= 0:
@@ -197,33 +201,41 @@ class Ranker:
     def _pick_edges(self, key: str, o: _Order, primary: str, spilled: list[str], view: View,
                     rnd: Callable[[], float]) -> list[Pick]:
         cfg = self.cfg
-        max_sites = max(2, cfg.max_sites)
+        per_site, max_sites = cfg.edges_per_site, max(2, cfg.max_sites)
         loads, keep = view.edge_load, view.keep
         low, high = cfg.shed_low, cfg.shed_high
+        serving = self._serving
+        seq = o.seq.get(primary)
+        if seq is None:
+            seq = o.seq[primary] = o.sites.get(primary, []) + [
+                x for x in o.all_sites if x[0].region != primary]
         picks: list[Pick] = []
         used_sites = 0
-        secondary = (x for x in o.all_sites if x[0].region != primary
-                     and keep.get(x[0].region, 0.0) > 0 and x[0].region not in spilled)
-        for site, dist in _chain(o.sites.get(primary, ()), secondary):
+        for site, dist in seq:
+            r = site.region
+            if r != primary and (r in spilled or keep.get(r, 0.0) <= 0):
+                continue
+            k = (key, site.name)
+            edges = serving.get(k)
+            if edges is None:  # the site's serving edges in rendezvous order, this view
+                if len(serving) >= _MEMO_MAX:
+                    serving.clear()
+                edges = serving[k] = tuple(e for e in self.edges_for(key, site)
+                                           if e.name in loads)
             taken = 0
-            for e in self.edges_for(key, site):
-                load = loads.get(e.name)
-                if load is None or (load > low and not keeps(load, low, high, rnd())):
+            for e in edges:
+                load = loads[e.name]
+                if load > low and not keeps(load, low, high, rnd()):
                     continue
                 picks.append(Pick(e, site, dist))
                 taken += 1
-                if taken >= cfg.edges_per_site:
+                if taken >= per_site:
                     break
             if taken:
                 used_sites += 1
                 if used_sites >= max_sites:
                     break
         return picks
-
-
-def _chain(*its):
-    for it in its:
-        yield from it
 
 
 def _weighted_pick(pool: list[str], weight: Mapping[str, float], draw: float) -> str:

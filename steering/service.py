@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,16 @@ from steering.signing import CloudFrontUrls, EdgeTokens
 from steering.traffic import TrafficShifter
 
 _SAFE = "/-._~!$&'()*+,;=:@"
+_MEMO_MAX = 100_000
+_CF_REST = ',"kind":"cloudfront","edge":"","site":"","region":"","distance_km":0.0}'
+
+
+@dataclass(frozen=True, slots=True)
+class _PathInfo:
+    path: str  # normalised (decoded) request path
+    acl: str  # what the token covers and the rendezvous key: the title folder
+    qpath: str  # path as it goes into URLs (percent-encoded, JSON-safe)
+    path_json: str
 
 
 class BadRequest(ValueError):
@@ -67,8 +78,21 @@ class Steering:
                            if fleet.cloudfront else None)
         self.log = DecisionLog(s.decision_log, s.decision_log_sample)
         self.rnd = rnd or random.Random().random
+        self._paths: dict[str, _PathInfo] = {}
+        self._dists: dict[float, str] = {}
+        self._cf_json: dict[str, str] = {}
+        self._locs: dict[tuple, str] = {}
+        self._ttl = str(int(s.response_ttl))
+        # per edge: (JSON-escaped base URL, the rest of its target object up to distance_km)
+        self._frags = {
+            e.name: (json.dumps(e.url)[1:-1],
+                     f',"kind":"edge","edge":{json.dumps(e.name)},"site":{json.dumps(e.site)},'
+                     f'"region":{json.dumps(e.region)},"distance_km":')
+            for e in fleet.edges}
+        self._names = {n: json.dumps(n) for r in fleet.regions
+                       for n in (r.name, *(s.name for s in r.sites))} | {"": '""'}
         self._gen = 0
-        self._loads: dict[str, float] = {}
+        self._bands: dict[str, int] = {}
         self.view = View(0, {}, {}, {})
         self.capacity_started = False  # auto-evacuation waits for the first probe round
         self.rebuild(0.0, force=True)
@@ -112,9 +136,12 @@ class Steering:
         return changes
 
     def rebuild(self, now: float, force: bool = False) -> None:
+        """New view: current loads and region factors; the generation (which memos key on)
+        bumps only when the serving set or some edge's load band (0.05 wide) changes."""
         loads = {n: round(h.load, 3) for n, h in self.health.items() if h.serving}
-        if loads != self._loads or force:
-            self._loads = loads
+        bands = {n: int(x * 20) if x < 1e9 else -1 for n, x in loads.items()}
+        if bands != self._bands or force:
+            self._bands = bands
             self._gen += 1
         weight, keep = self.shifter.factors(now)
         self.view = View(self._gen, loads, weight, keep)
@@ -123,48 +150,96 @@ class Steering:
             self.metrics.region_keep.labels(r).set(keep[r])
 
     # -- decisions -----------------------------------------------------------------------
-    def decide(self, raw_path: str, client_ip: str, now: float,
-               via: str = "peer") -> tuple[dict[str, Any], Decision]:
-        try:
-            path = normalize_path(raw_path)
-        except BadPath as e:
-            raise BadRequest(400, f"bad path: {e}") from None
-        key = ContentKey.parse(path)
-        acl = key.title_prefix
+    def _path_info(self, raw_path: str) -> _PathInfo:
+        pi = self._paths.get(raw_path)
+        if pi is None:
+            try:
+                path = normalize_path(raw_path)
+            except BadPath as e:
+                raise BadRequest(400, f"bad path: {e}") from None
+            pi = _PathInfo(path, ContentKey.parse(path).title_prefix, quote(path, safe=_SAFE),
+                           json.dumps(path))
+            if len(self._paths) >= _MEMO_MAX:
+                self._paths.clear()
+            self._paths[raw_path] = pi
+        return pi
+
+    def _decide(self, raw_path: str, client_ip: str, now: float
+                ) -> tuple[_PathInfo, Location, Decision, str, str]:
+        """The decision and what every output form needs: (path, location, decision,
+        signed suffix for edge URLs, signed CloudFront URL or "")."""
+        pi = self._path_info(raw_path)
         loc = self.locator.locate(client_ip)
-        d = self.ranker.rank(acl, loc, self.view, self.rnd)
-        qpath = quote(path, safe=_SAFE)
-        tq = self.tokens.query(acl, now, client_ip)
-        suffix = f"{qpath}?{tq}" if tq else qpath
-        targets = [{"url": p.edge.url + suffix, "kind": "edge", "edge": p.edge.name,
-                    "site": p.site.name, "region": p.site.region,
-                    "distance_km": round(p.distance_km, 1)} for p in d.picks]
-        cf = self.cloudfront.url(qpath, now) if self.cloudfront is not None else ""
-        if cf:
-            targets.append({"url": cf, "kind": "cloudfront", "edge": "", "site": "",
-                            "region": "", "distance_km": 0.0})
+        d = self.ranker.rank(pi.acl, loc, self.view, self.rnd)
+        tq = self.tokens.query(pi.acl, now, client_ip)
+        suffix = f"{pi.qpath}?{tq}" if tq else pi.qpath
+        cf = self.cloudfront.url(pi.qpath, now) if self.cloudfront is not None else ""
         site = d.picks[0].site.name if d.picks else ("cloudfront" if cf else "none")
-        reason = {
-            "choice": d.choice, "site": site, "region": d.region,
-            "distance_km": targets[0]["distance_km"] if d.picks else None,
-            "fallback": not d.picks, "spilled": d.spilled,
-            "client": {"ip": client_ip, "via": via, "geo": loc.source, "country": loc.country,
-                       "lat": loc.lat, "lon": loc.lon},
-        }
-        doc = {"path": path, "targets": targets, "ttl": self.settings.response_ttl,
-               "reason": reason, "urls": [t["url"] for t in targets]}
         self.metrics.decision(site, d.choice)
         if not d.picks:
             self.metrics.fallbacks.inc()
         log = self.log
         if log.enabled and (log.sample >= 1.0 or self.rnd() < log.sample):
-            log.add((now, client_ip, loc.source, path, d.choice, d.region, site,
+            log.add((now, client_ip, loc.source, pi.path, d.choice, d.region, site,
                      [p.edge.name for p in d.picks], bool(cf)))
-        return doc, d
+        return pi, loc, d, suffix, cf
 
     def decide_json(self, raw_path: str, client_ip: str, now: float, via: str = "peer") -> bytes:
-        doc, _ = self.decide(raw_path, client_ip, now, via)
-        return json.dumps(doc, separators=(",", ":")).encode()
+        """The ``contracts.steer.SteerResponse`` JSON, assembled from pre-escaped pieces
+        (json.dumps of the whole document cost more than the decision itself)."""
+        pi, loc, d, suffix, cf = self._decide(raw_path, client_ip, now)
+        frags, dists = self._frags, self._dists
+        targets = []
+        urls = []
+        for p in d.picks:
+            url_pre, rest = frags[p.edge.name]
+            url = '"' + url_pre + suffix + '"'
+            urls.append(url)
+            dist = dists.get(p.distance_km)
+            if dist is None:
+                dist = dists[p.distance_km] = f"{p.distance_km:.1f}"
+                if len(dists) > _MEMO_MAX:
+                    dists.clear()
+            targets.append('{"url":' + url + rest + dist + "}")
+        if cf:
+            url = self._cf_json.get(cf)
+            if url is None:
+                if len(self._cf_json) > _MEMO_MAX:
+                    self._cf_json.clear()
+                url = self._cf_json[cf] = json.dumps(cf)
+            urls.append(url)
+            targets.append('{"url":' + url + _CF_REST)
+        if d.picks:
+            first = d.picks[0]
+            site = self._names[first.site.name]
+            dist = dists[first.distance_km]
+        else:
+            site, dist = ('"cloudfront"' if cf else '"none"'), "null"
+        lk = (loc.lat, loc.lon, loc.source, loc.country)
+        where = self._locs.get(lk)
+        if where is None:
+            if len(self._locs) > _MEMO_MAX:
+                self._locs.clear()
+            where = self._locs[lk] = (
+                f'"geo":"{loc.source}","country":{json.dumps(loc.country)},'
+                f'"lat":{loc.lat!r},"lon":{loc.lon!r}}}}}')
+        return ('{"path":' + pi.path_json + ',"targets":[' + ",".join(targets) + '],"ttl":'
+                + self._ttl + ',"reason":{"choice":"' + d.choice + '","site":' + site
+                + ',"region":' + self._names[d.region] + ',"distance_km":' + dist
+                + (',"fallback":false' if d.picks else ',"fallback":true')
+                + ',"spilled":' + (json.dumps(d.spilled) if d.spilled else "[]")
+                + ',"client":{"ip":"' + client_ip + '","via":"' + via + '",' + where
+                + ',"urls":[' + ",".join(urls) + "]}").encode()
+
+    def decide(self, raw_path: str, client_ip: str, now: float,
+               via: str = "peer") -> dict[str, Any]:
+        """The same answer as a dict (tests, tools); the HTTP path uses ``decide_json``."""
+        return json.loads(self.decide_json(raw_path, client_ip, now, via))
+
+    def first_url(self, raw_path: str, client_ip: str, now: float) -> str:
+        """Redirect mode: only the best URL ("" when nothing can serve)."""
+        _, _, d, suffix, cf = self._decide(raw_path, client_ip, now)
+        return d.picks[0].edge.url + suffix if d.picks else cf
 
     def decide_for_location(self, key: str, loc: Location) -> Decision:
         """DNS mode: same ranking, keyed by the queried name instead of a title."""
@@ -202,7 +277,7 @@ class Steering:
     def health_doc(self) -> dict[str, Any]:
         states: dict[str, int] = {}
         for h in self.health.values():
-            states[h.state.value] = states.get(h.state.value, 0) + 1
-        serving = sum(1 for h in self.health.values() if h.serving)
+            states[h.state] = states.get(h.state, 0) + 1
+        serving = len(self.view.edge_load)
         return {"status": "ok" if serving else "degraded", "edges": len(self.edges),
-                "serving_edges": serving, "states": states}
+                "serving_edges": serving, "states": {s.value: n for s, n in states.items()}}

@@ -1,0 +1,334 @@
+"""``edgecdn bench steer``: steering decisions per second and latency, like a player fleet asks.
+
+A generated fleet (default 200 edges: 10 regions x 5 sites x 4 edges) with signing secrets
+and a CloudFront key pair, a City mmdb placing client networks (IPv4 and IPv6) around each
+region, and stand-in edges answering /healthz (with varied loads, some in the shedding band)
+served by this process. The steering server runs as its own process (``edgecdn steer``)
+pinned to one core; the load tool (wrk, with a Lua script cycling through pre-built requests
+for random titles and ``client_ip``s) and this process are pinned to the other. Every answer
+carries signed edge URLs and a signed CloudFront URL. Reported: decisions/s, p50/p99, the
+server's CPU seconds, and decisions per server CPU-second (the per-core figure, robust to
+other load on a shared machine). Steering code is not imported: it is a separate program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REGION_CENTRES = [
+    ("eu-west", 51.5, -0.1), ("eu-central", 50.1, 8.7), ("us-east", 40.7, -74.0),
+    ("us-west", 37.8, -122.4), ("sa-east", -23.5, -46.6), ("ap-northeast", 35.7, 139.7),
+    ("ap-southeast", 1.35, 103.8), ("ap-south", 19.1, 72.9), ("af-south", -26.2, 28.0),
+    ("oc-east", -33.9, 151.2), ("eu-north", 59.3, 18.1), ("us-central", 41.9, -87.6),
+]
+CAPACITY_MBPS = 10_000
+MARK = "EDGECDN_STEER_BENCH "
+
+
+@dataclass
+class SteerBenchResult:
+    tool: str
+    edges: int
+    regions: int
+    connections: int
+    duration_s: float
+    requests: int
+    errors: int
+    decisions_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_s: float
+    decisions_per_cpu_s: float
+    sample_targets: int  # URLs in one answer (edges + CloudFront)
+    decision_log: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _q(v: Any) -> str:
+    return json.dumps(v)  # JSON strings/numbers/arrays are valid TOML here
+
+
+def generate_fleet(root: Path, stub_port: int, edges: int, regions: int,
+                   decision_log: str, seed: int = 1) -> tuple[Path, list[str]]:
+    """Writes fleet.toml, a CloudFront key and a City mmdb; returns (fleet path, client IPs)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    if not 1 <= regions <= len(REGION_CENTRES):
+        raise ValueError(f"regions must be 1..{len(REGION_CENTRES)}")
+    rng = random.Random(seed)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (root / "cf.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-City")
+    clients: list[str] = []
+    centres = REGION_CENTRES[:regions]
+    for r, (_, lat, lon) in enumerate(centres):
+        for k in range(20):
+            clat, clon = lat + rng.uniform(-6, 6), lon + rng.uniform(-8, 8)
+            rec = {"country": {"iso_code": "ZZ"},
+                   "location": {"latitude": clat, "longitude": clon}}
+            writer.insert_network(IPSet([f"10.{r}.{k}.0/24"]), rec)
+            writer.insert_network(IPSet([f"2001:db8:{r:x}:{k:x}::/64"]), rec)
+            clients += [f"10.{r}.{k}.{rng.randint(1, 254)}" for _ in range(9)]
+            clients.append(f"2001:db8:{r:x}:{k:x}::{rng.randint(1, 65535):x}")
+    writer.to_db_file(str(root / "clients.mmdb"))
+
+    per_region = [edges // regions + (1 if i < edges % regions else 0) for i in range(regions)]
+    lines = [
+        "[steering]", 'geoip_db = "clients.mmdb"', f'default_region = "{centres[0][0]}"',
+        'trusted_callers = ["127.0.0.1/32"]', 'admin_token = "bench"',
+        f"decision_log = {_q(decision_log)}", "",
+        "[signing]", 'active_kid = "k2"', "ttl = 300",
+        "[signing.secrets]", 'k1 = "bench-old"', 'k2 = "bench-current"', "",
+        "[cloudfront]", 'domain = "d111111abcdef8.cloudfront.net"', 'key_pair_id = "KBENCH"',
+        'private_key = "cf.pem"', "url_ttl = 3600", "",
+    ]
+    names = []
+    for (rname, lat, lon), n_edges in zip(centres, per_region, strict=True):
+        lines += ["[[regions]]", f"name = {_q(rname)}"]
+        n_sites = max(1, min(5, n_edges))
+        for s in range(n_sites):
+            sname = f"{rname}-s{s}"
+            lines += ["[[regions.sites]]", f"name = {_q(sname)}",
+                      f"lat = {lat + rng.uniform(-4, 4):.3f}", f"lon = {lon + rng.uniform(-6, 6):.3f}"]
+            for e in range(n_edges // n_sites + (1 if s < n_edges % n_sites else 0)):
+                ename = f"{sname}-e{e}"
+                names.append(ename)
+                lines += ["[[regions.sites.edges]]", f"name = {_q(ename)}",
+                          f'url = "http://127.0.0.1:{stub_port}/e/{ename}"',
+                          f"capacity_mbps = {CAPACITY_MBPS}"]
+        lines.append("")
+    (root / "fleet.toml").write_text("\n".join(lines) + "\n")
+    return root / "fleet.toml", clients
+
+
+def lua_script(clients: list[str], titles: int, n_requests: int = 4096, seed: int = 2) -> str:
+    """wrk script: pre-built requests (random title, random client_ip), JSON summary line."""
+    rng = random.Random(seed)
+    reqs = []
+    for _ in range(n_requests):
+        t = rng.randrange(titles)
+        ip = rng.choice(clients)
+        reqs.append(f"/v1/steer?path=/titles/t{t}/master.m3u8&client_ip={ip}")
+    items = ",".join(json.dumps(p) for p in reqs)
+    return f"""
+local paths = {{{items}}}
+local reqs = {{}}
+local i = 0
+init = function(args)
+  for k, p in ipairs(paths) do reqs[k] = wrk.format("GET", p) end
+  i = math.random(#reqs) - 1
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{MARK}{{"duration_us":%.0f,"requests":%.0f,"errors":%.0f,"p50_us":%.1f,"p99_us":%.1f}}\\n',
+    summary.duration, summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+class StubEdges:
+    """One aiohttp server answering /e/<edge>/healthz for every generated edge."""
+
+    def __init__(self, port: int, seed: int = 3) -> None:
+        self.port = port
+        self.rng = random.Random(seed)
+        self.runner = None
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        cap = CAPACITY_MBPS * 1e6 / 8
+
+        async def healthz(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            # ~5% of edges sit in the shedding band, the rest at 10-70% load
+            load = 0.87 if hash(name) % 20 == 0 else self.rng.uniform(0.1, 0.7)
+            return web.json_response({"status": "ok", "active_connections": 10,
+                                      "egress_bps": load * cap, "capacity_bps": cap,
+                                      "hit_ratio": 0.9})
+
+        app = web.Application()
+        app.router.add_get("/e/{name}/healthz", healthz)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pin(cores: str | None) -> list[str]:
+    return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
+
+
+async def run_wrk(port: int, script: Path, connections: int, duration: float,
+                  cores: str | None) -> dict[str, float]:
+    cmd = [*_pin(cores), "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency",
+           "-s", str(script), f"http://127.0.0.1:{port}/"]
+    p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                             stderr=asyncio.subprocess.PIPE)
+    out, err = await p.communicate()
+    for line in out.decode().splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f"wrk printed no result: {out.decode()[-500:]} {err.decode()[-500:]}")
+
+
+async def run_python(port: int, clients: list[str], titles: int, connections: int,
+                     duration: float) -> dict[str, float]:
+    """Fallback load generator when wrk is missing (saturates far below the server)."""
+    import aiohttp
+
+    lat: list[float] = []
+    errors = 0
+    rng = random.Random(4)
+    stop = time.perf_counter() + duration
+
+    async def worker(s: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            url = (f"http://127.0.0.1:{port}/v1/steer?path=/titles/t{rng.randrange(titles)}"
+                   f"/master.m3u8&client_ip={rng.choice(clients)}")
+            t0 = time.perf_counter()
+            async with s.get(url) as r:
+                await r.read()
+                errors += r.status != 200
+            lat.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+        await asyncio.gather(*(worker(s) for _ in range(connections)))
+    took = time.perf_counter() - t0
+    lat.sort()
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6) if lat else (lambda q: 0)
+    return {"duration_us": took * 1e6, "requests": len(lat), "errors": errors,
+            "p50_us": pct(0.5), "p99_us": pct(0.99)}
+
+
+async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
+                duration: float = 10.0, warmup: float = 3.0, titles: int = 1000,
+                tool: str = "auto", server_cores: str | None = "0",
+                client_cores: str | None = "1", decision_log: bool = True) -> SteerBenchResult:
+    if tool == "auto":
+        tool = "wrk" if shutil.which("wrk") else "python"
+    if client_cores and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {int(c) for c in client_cores.split(",")})
+        except (OSError, ValueError):
+            pass
+    with tempfile.TemporaryDirectory(prefix="steer-bench-") as tmp:
+        root = Path(tmp)
+        stub = StubEdges(free_port())
+        log_target = str(root / "decisions.jsonl") if decision_log else ""
+        fleet, clients = generate_fleet(root, stub.port, edges, regions, log_target)
+        script = root / "steer.lua"
+        script.write_text(lua_script(clients, titles))
+        await stub.start()
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            *_pin(server_cores), sys.executable, "-m", "edgecdn.cli", "steer", "--config",
+            str(fleet), "--listen", f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None
+            ready = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if b"ready" not in ready:
+                raise RuntimeError(f"steering did not start: {ready!r}")
+            sample = await _sample(port, clients[0])
+            if warmup > 0:
+                await _load(tool, port, script, clients, titles, connections, warmup,
+                            client_cores)
+            cpu0 = cpu_seconds(proc.pid)
+            res = await _load(tool, port, script, clients, titles, connections, duration,
+                              client_cores)
+            cpu = cpu_seconds(proc.pid) - cpu0
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+            await stub.stop()
+    secs = res["duration_us"] / 1e6
+    n = int(res["requests"])
+    return SteerBenchResult(
+        tool=tool, edges=edges, regions=regions, connections=connections,
+        duration_s=round(secs, 3), requests=n, errors=int(res["errors"]),
+        decisions_per_s=round(n / secs, 1) if secs else 0.0,
+        p50_ms=round(res["p50_us"] / 1000, 3), p99_ms=round(res["p99_us"] / 1000, 3),
+        server_cpu_s=round(cpu, 3), decisions_per_cpu_s=round(n / cpu, 1) if cpu else 0.0,
+        sample_targets=sample, decision_log=decision_log)
+
+
+async def _load(tool: str, port: int, script: Path, clients: list[str], titles: int,
+                connections: int, duration: float, cores: str | None) -> dict[str, float]:
+    if tool == "wrk":
+        return await run_wrk(port, script, connections, duration, cores)
+    return await run_python(port, clients, titles, connections, duration)
+
+
+async def _sample(port: int, client: str) -> int:
+    """One answer, checked: several signed edge URLs from >= 2 sites, signed CloudFront last."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/v1/steer?path=/titles/t1/master.m3u8&client_ip={client}"
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        doc = await r.json()
+    t = doc["targets"]
+    edges = [x for x in t if x["kind"] == "edge"]
+    ok = (len({x["site"] for x in edges}) >= 2 and all("token=" in x["url"] for x in edges)
+          and t[-1]["kind"] == "cloudfront" and "Signature=" in t[-1]["url"])
+    if not ok:
+        raise RuntimeError(f"unexpected steering answer: {json.dumps(doc)[:500]}")
+    return len(t)
+
+
+def format_result(r: SteerBenchResult) -> str:
+    return (f"steering bench ({r.tool}, {r.edges} edges in {r.regions} regions, "
+            f"{r.connections} connections, {r.duration_s:.1f}s, {r.sample_targets} signed URLs "
+            f"per answer, decision log {'on' if r.decision_log else 'off'}):\n"
+            f"  {r.decisions_per_s:,.0f} decisions/s   p50 {r.p50_ms:.2f} ms   "
+            f"p99 {r.p99_ms:.2f} ms   errors {r.errors}\n"
+            f"  server CPU {r.server_cpu_s:.2f} s -> {r.decisions_per_cpu_s:,.0f} decisions "
+            f"per CPU-second")
+
+
+def result_json(r: SteerBenchResult) -> str:
+    return json.dumps(asdict(r))
