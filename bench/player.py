@@ -292,18 +292,21 @@ class Player:
         return res
 
     async def _steer(self) -> None:
+        """Ask steering, retrying a few times like a player would (errors, empty answers)."""
         last = ""
         for attempt in range(3):
             try:
                 r = await self.ctx.steer(self.master_path, self.plan.client_ip)
-                if not r.targets:
-                    raise PlayFailed("steering returned no URLs")
-                self.targets = [_Target.of(t, self.ctx.cloudfront_base) for t in r.targets]
-                self.sticky = 0
-                return
+                if r.targets:
+                    self.targets = [_Target.of(t, self.ctx.cloudfront_base) for t in r.targets]
+                    self.sticky = 0
+                    return
+                last = "no URLs"
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
                 last = type(e).__name__
-                await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(0.2 * (attempt + 1))
+        if last == "no URLs":
+            raise PlayFailed("steering returned no URLs")
         raise PlayFailed(f"steering unavailable ({last})")
 
     async def _fetch(self, path: str, kind: str, keep: bool = False) -> tuple[int, bytes]:
