@@ -82,17 +82,21 @@ class FillWorker:
                  source: ManifestSource | None = None,
                  state_dir: Path | None = None,
                  token: tuple[str, bytes] | None = None,
+                 fetch: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
         """store: edge.store.Store; origin: the edge's origin client (edge.origin_client);
         load(): serving load 0..1 (egress/capacity) - fill pauses above cfg.busy_load;
         peers: name -> base URL, overriding the manifest's; token: (kid, secret) to sign
         peer requests when peers require steering tokens; state_dir keeps the last good
-        manifest (default: none)."""
+        manifest (default: none); fetch=False only follows the manifest's pins (for the other
+        worker processes of a multi-worker edge: each pins the chunk keys it owns, while one
+        worker fetches)."""
         self.store, self.origin, self.cfg = store, origin, cfg
         self.edge, self.site = edge, site
         self.load = load or (lambda: 0.0)
         self.clock = clock
         self.token = token
+        self.fetch = fetch
         self._peer_override = peers
         if source is None:
             bucket, prefix = cfg.manifests_location
@@ -127,6 +131,7 @@ class FillWorker:
         self.pass_seconds = 0.0  # the last pass: wall time and bytes fetched
         self.pass_bytes = 0
         self.pass_finished = asyncio.Event()  # set after each pass (tests, admin tools)
+        self.manifest_applied = asyncio.Event()  # set whenever a new manifest is adopted
         self._rate_window: list[tuple[float, int]] = []
 
     # -- life cycle -----------------------------------------------------------------------
@@ -146,7 +151,9 @@ class FillWorker:
                 await self._refresh_if_due()
                 wait = self.cfg.refresh
                 now = self.clock()
-                if self.manifest is not None:
+                if self.manifest is not None and not self.fetch:
+                    self.state = "pins only"
+                elif self.manifest is not None:
                     until_open = self.cfg.window.seconds_until_open(local_day_seconds(now))
                     if until_open > 0:
                         self.state = "waiting"
@@ -210,9 +217,11 @@ class FillWorker:
             self._error(f"manifest fetch failed: {type(e).__name__}: {e}")
             return
         if m is not None:
-            if m.edge not in (None, self.edge):
-                self._error(f"manifest is for edge {m.edge}, not {self.edge}")
+            if m.edge not in (None, self.edge) or m.site != self.site:
+                self._error(f"manifest is for {m.site}/{m.edge}, not {self.site}/{self.edge}")
                 return
+            if m.edge is None:  # a site manifest: this edge's share of it
+                m = m.for_edge(self.edge, {k: v for k, v in m.peers.items() if k != self.edge})
             self._apply(m)
             self._retry_at = 0.0
 
@@ -233,6 +242,7 @@ class FillWorker:
             self.store.pin(ck, rank)
         self._pins = set(pins)
         self.manifest = m
+        self.manifest_applied.set()
         self.objects_total = len(m.entries)
         self.bytes_total = sum(e.size for e in m.entries)
         self._set_peers(self._peer_override if self._peer_override is not None else m.peers)

@@ -304,6 +304,39 @@ async def test_bad_manifest_is_refused_and_last_good_kept(s3_endpoint, s3_bucket
     assert Manifest.from_json((tmp_path / "fill" / "manifest.json").read_bytes()) == w.manifest
 
 
+async def test_pins_follow_the_manifest_and_site_manifests_are_narrowed(
+        s3_endpoint, s3_bucket, origin, store) -> None:
+    proxy, client = origin
+    a, b, c = "/titles/a/1.ts", "/titles/b/1.ts", "/titles/c/1.ts"
+    site = Manifest("lon", 1 << 30, [ManifestEntry(a, 10, 1, ("lon-1",)),
+                                     ManifestEntry(b, 10, 2, ("lon-1", "lon-2")),
+                                     ManifestEntry(c, 10, 3, ("lon-2",))], time.time(), "eu")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    key = edge_manifest_key("manifests/", "lon", "lon-1")
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=site.to_json())
+    w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon",
+                   fetch=False)
+    task = asyncio.create_task(w.run())
+    try:
+        async with asyncio.timeout(10):
+            await w.manifest_applied.wait()
+        pinned = store.disk.policy._pin_rank
+        assert [e.path for e in w.manifest.entries] == [a, b]  # lon-2's object is not ours
+        assert pinned == {chunk_key(a, 0): 0, chunk_key(b, 0): 1}
+        w.manifest_applied.clear()
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=Manifest(
+            "lon", 1 << 30, [ManifestEntry(b, 10, 1, ("lon-1",))], time.time(), "eu",
+            "lon-1").to_json())
+        w.wake()
+        async with asyncio.timeout(10):
+            await w.manifest_applied.wait()
+        assert pinned == {chunk_key(b, 0): 0}  # a fell out: ordinary cache content again
+        assert w.status()["state"] == "pins only" and proxy.gets() == []
+    finally:
+        await w.stop()
+        await task
+
+
 def test_fill_window_and_config() -> None:
     w = FillWindow.parse("02:00-14:00")
     assert w.is_open(2 * 3600) and not w.is_open(14 * 3600) and not w.is_open(3600)
