@@ -403,12 +403,13 @@ class Flights:
 
     # ---- head flights (meta unknown or stale) ----------------------------------------------
     def head(self, key: str, index: int, path: str, query: str, req: Headers,
-             stale: ObjectMeta | None) -> asyncio.Future[HeadResult]:
+             stale: ObjectMeta | None, reuse_done: bool = True) -> asyncio.Future[HeadResult]:
         """The object's one head flight: learn its meta (or revalidate ``stale``) by asking
-        for chunk ``index``. Joins the running one if there is one."""
+        for chunk ``index``. Joins the running one if there is one; one that has answered
+        already is never reused: its meta is in the store by then."""
         fut = self.heads.get(key)
-        if fut is not None and (not fut.done() or stale is None):
-            return fut  # in flight; or just answered and still saving its meta
+        if fut is not None and not fut.done():
+            return fut
         fut = asyncio.get_running_loop().create_future()
         self.heads[key] = fut
         self._spawn(self._run_head(key, index, path, query, self.forward_headers(req), req,
@@ -521,6 +522,11 @@ class Flights:
                 key, size, StoredResponse(200, headers, t_req, t_resp),
                 vary=vary_values(fields, req),
             )
+            if meta.etag is None and meta.last_modified is None:
+                # no validator: the store's version (size/ETag/Last-Modified) could not tell
+                # this response from an earlier one of the same size, so give it an internal
+                # one (never sent to clients: responses carry the stored headers)
+                meta = meta.replace(etag=f'W/"edgecdn-{t_resp:.6f}"')
         if offset % self.chunk_size or offset >= max(size, 1) and size:
             resp.close()
             return HeadResult(HeadKind.PASS, reason="origin sent an unexpected range")
@@ -531,22 +537,15 @@ class Flights:
             if ckey not in self.chunks:
                 s, e = self.bounds(meta, index)
                 owned[index] = self.chunks[ckey] = ChunkFlight(ckey, e - s)
+        if not via_peer:  # on disk (and in the index) before anyone is told about it
+            await asyncio.to_thread(self._put_meta, meta)
+        saved.set_result(None)
         fut.set_result(HeadResult(HeadKind.META, meta=meta))
-        if not via_peer:
-            self._spawn(self._save_meta(meta, saved))
-        else:
-            saved.set_result(None)
+        if self.heads.get(key) is fut:
+            del self.heads[key]
         await self._feed(meta, resp, offset, owned, store=not via_peer,
                          only=index if resp.status == 206 else None, meta_saved=saved)
-        await saved  # the head stays registered until its meta is on disk
         return HeadResult(HeadKind.META, meta=meta)
-
-    async def _save_meta(self, meta: ObjectMeta, saved: asyncio.Future[None]) -> None:
-        try:
-            await asyncio.to_thread(self._put_meta, meta)
-        finally:
-            if not saved.done():
-                saved.set_result(None)
 
     async def revalidate_in_background(self, meta: ObjectMeta, path: str, query: str,
                                        req: Headers) -> None:

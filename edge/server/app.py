@@ -267,7 +267,6 @@ class EdgeApp:
         joined = key in self.flights.heads and not self.flights.heads[key].done()
         conditional = meta if fr is Freshness.STALE_REVALIDATE else None
         fut = self.flights.head(key, index, npath, query, h, conditional)
-        reused = fut.done()  # answered a moment ago, its meta still being saved: a hit
         try:
             res: HeadResult = await asyncio.shield(fut)
         except ConnectionResetError:
@@ -284,10 +283,7 @@ class EdgeApp:
             stored = stored_of(new)
             age = current_age(stored, now)
             ttl = self.view(new).lifetime - age
-            if reused:
-                cs = cache_status(hit=True, ttl=ttl)
-                word = "hit"
-            elif res.kind is HeadKind.NOT_MODIFIED:
+            if res.kind is HeadKind.NOT_MODIFIED:
                 cs = cache_status(hit=False, fwd="stale", fwd_status=304, ttl=ttl,
                                   collapsed=joined)
                 word = "revalidated"

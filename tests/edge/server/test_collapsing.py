@@ -27,7 +27,7 @@ async def _read_head(reader):
 
 
 async def test_read_while_writer_streams_before_the_fill_completes(origin, make_edge):
-    body = payload(2 * CHUNK)
+    body = payload(CHUNK)  # one chunk: no read-ahead request besides the fill
     origin.put("/rww.ts", body, headers=CC)
     origin.held.add("/rww.ts")  # origin sends one piece then waits
     edge = make_edge(origin.url)
