@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -54,13 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.set_defaults(func=cmd_plan)
 
 
-def _locations(args: argparse.Namespace, fleet: Fleet) -> dict[str, tuple[str, str]]:
-    origin = args.origin or fleet.origin.get("url")
+def _locations(fleet: Fleet, origin: str | None, logs_prefix: str | None,
+               manifests_prefix: str | None) -> dict[str, tuple[str, str]]:
+    origin = origin or fleet.origin.get("url")
     if not origin:
         raise ValueError("no origin: give --origin s3://bucket/prefix or [origin] url in fleet")
     bucket, prefix = parse_s3_url(str(origin))
-    logs = args.logs_prefix or str(fleet.origin.get("logs_prefix", "logs/"))
-    mans = args.manifests_prefix or str(fleet.origin.get("manifests_prefix", "manifests/"))
+    logs = logs_prefix or str(fleet.origin.get("logs_prefix", "logs/"))
+    mans = manifests_prefix or str(fleet.origin.get("manifests_prefix", "manifests/"))
     return {"origin": (bucket, prefix), "logs": resolve_prefix(logs, bucket),
             "manifests": resolve_prefix(mans, bucket)}
 
@@ -71,26 +73,41 @@ def _put_json(client: Any, bucket: str, key: str, m: Manifest) -> None:
 
 
 def run_plan(args: argparse.Namespace, now: float | None = None) -> dict[str, Any]:
-    fleet = load_fleet(args.fleet)
-    half_life = parse_duration(args.half_life)
-    max_age = parse_duration(args.max_age) if args.max_age else 10 * half_life
-    if args.capacity < 1 or args.replicas < 1 or not (0 < args.budget_fraction <= 1):
+    return plan(args.fleet, origin=args.origin, endpoint_url=args.endpoint_url,
+                region=args.region, logs_prefix=args.logs_prefix,
+                manifests_prefix=args.manifests_prefix, half_life=args.half_life,
+                max_age=args.max_age, capacity=args.capacity, replicas=args.replicas,
+                budget_fraction=args.budget_fraction, dry_run=args.dry_run, now=now)
+
+
+def plan(fleet_file: str | Path, *, origin: str | None = None, endpoint_url: str | None = None,
+         region: str | None = None, logs_prefix: str | None = None,
+         manifests_prefix: str | None = None, half_life: str | float = "6h",
+         max_age: str | float | None = None, capacity: int = 200_000, replicas: int = 1,
+         budget_fraction: float = 1.0, dry_run: bool = False,
+         now: float | None = None) -> dict[str, Any]:
+    """Read logs, plan, write manifests (unless dry_run); returns the summary (the demo's
+    and scripts' entry point; the CLI is a thin wrapper)."""
+    fleet = load_fleet(fleet_file)
+    hl = parse_duration(half_life)
+    max_age_s = parse_duration(max_age) if max_age else 10 * hl
+    if capacity < 1 or replicas < 1 or not (0 < budget_fraction <= 1):
         raise ValueError("--capacity and --replicas must be >= 1, --budget-fraction in (0, 1]")
-    loc = _locations(args, fleet)
+    loc = _locations(fleet, origin, logs_prefix, manifests_prefix)
     now = time.time() if now is None else now
-    client = s3_client(args.endpoint_url, args.region)
-    pop = Popularity(half_life, args.capacity, {s.name: s.region for s in fleet.sites})
+    client = s3_client(endpoint_url, region)
+    pop = Popularity(hl, capacity, {s.name: s.region for s in fleet.sites})
     t0 = time.monotonic()
-    files = read_logs(client, *loc["logs"], pop, now=now, max_age=max_age)
+    files = read_logs(client, *loc["logs"], pop, now=now, max_age=max_age_s)
     ob, op = loc["origin"]
     objects = origin_objects(list_objects(client, ob, op + "titles/"), op)
-    manifests = plan_fleet(fleet, pop, objects, now, args.replicas, args.budget_fraction)
+    manifests = plan_fleet(fleet, pop, objects, now, replicas, budget_fraction)
     mb, mp = loc["manifests"]
     summary: dict[str, Any] = {"logs": {**files, **pop.summary()},
                                "origin_objects": len(objects), "sites": {}}
     for name, m in manifests.items():
         per_edge = edge_manifests(fleet, m)
-        if not args.dry_run:
+        if not dry_run:
             _put_json(client, mb, site_manifest_key(mp, name), m)
             for edge, em in per_edge.items():
                 _put_json(client, mb, edge_manifest_key(mp, name, edge), em)
