@@ -4,7 +4,9 @@ stand-in peer edge, all on real loopback sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -220,6 +222,48 @@ async def test_interrupted_fill_resumes_without_partial_chunks(s3_endpoint, s3_b
     assert [g.range for g in gets] == [f"bytes={2 * CS}-{size - 1}"]
     assert w2.status()["bytes_by_source"]["origin"] == size - 2 * CS
     store2.close()
+
+
+async def test_kill_9_mid_fill_then_restart_completes_from_where_it_was(
+        s3_endpoint, s3_bucket, origin, tmp_path) -> None:
+    proxy, client = origin
+    n = 24
+    objects = _put_objects(s3_endpoint, s3_bucket, [n * CS + 123])
+    (p0,) = objects
+    _put_manifest(s3_endpoint, s3_bucket, objects, {})
+    args = {"dir": str(tmp_path / "cache"), "chunk": CS, "bucket": s3_bucket,
+            "origin": proxy.url, "s3": s3_endpoint, "rate": 6 * CS}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.origin.fill_child", json.dumps(args),
+        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[2]))
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = await child.stdout.readline()
+                assert line, "child ended early"
+                if int(line.split()[1]) >= 4:
+                    break
+    finally:
+        child.kill()  # SIGKILL: no cleanup of any kind
+        await child.wait()
+    proxy.seen.clear()
+    store = _store(tmp_path / "cache")
+    await store.start()
+    meta = store.get_meta(p0)
+    have = [i for i in range(store.chunk_count(meta)) if store.get_chunk(meta, i) is not None]
+    assert have == list(range(len(have))) and 4 <= len(have) < n
+    for i in have:  # whatever survived is whole and right
+        assert Path(store.get_chunk(meta, i).path).read_bytes() == objects[p0][i * CS:(i + 1) * CS]
+    w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
+    task = asyncio.create_task(w.run())
+    try:
+        await _one_pass(w)
+    finally:
+        await w.stop()
+        await task
+    assert _stored(store, p0) == objects[p0]
+    assert [g.range for g in proxy.gets()] == [f"bytes={len(have) * CS}-{n * CS + 122}"]
+    store.close()
 
 
 async def test_stop_mid_object_leaves_only_whole_chunks(s3_endpoint, s3_bucket, origin,
