@@ -102,6 +102,7 @@ class Store:
         self._loader: threading.Thread | None = None
         self._journal = Journal(self.layout.journal, self.id)
         self._journal_due = 0.0
+        self._changes = 0  # bumped by poll_changes: a disk read older than a bump is suspect
         self._janitor = Janitor()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -356,38 +357,35 @@ class Store:
 
     # -- cross-worker changes -------------------------------------------------------------------
     def poll_changes(self) -> int:
-        """Apply the keys other workers changed (put_meta/purge): their index entries are
-        dropped and re-read from disk.  Called from get_meta every POLL_INTERVAL."""
+        """Apply the keys other workers changed (put_meta/purge/eviction): their index entries
+        and memory copies are dropped, so the next lookup re-reads the disk.  Called from
+        get_meta every POLL_INTERVAL."""
         self._journal_due = time.monotonic() + POLL_INTERVAL
         try:
             keys = self._journal.read_others()
         except OSError:
             return 0
-        for key in keys:
-            with self._lock:
+        if not keys:
+            return 0
+        with self._lock:
+            self._changes += 1
+            dropped = []
+            for key in keys:
                 e = self._objs.pop(key, None)
-            if e is not None:
-                self._janitor.submit(self._reconcile, key, e)
+                if e is not None:
+                    for i, r in e.mem.items():
+                        self.memory.remove(chunk_key(key, i), r.path)
+                    e.mem.clear()
+                    dropped.append(e)
+        for e in dropped:
+            self._janitor.submit(self._reconcile, e)
         return len(keys)
 
-    def _reconcile(self, key: str, old: Entry) -> None:
-        """After another worker changed key: keep what of old is still valid, drop the rest."""
-        m = self._read_meta_file(key)
-        same = m is not None and m.version == old.version
+    def _reconcile(self, old: Entry) -> None:
+        """Disk accounting after another worker changed old's object: keep the chunks of the
+        version now on disk, forget the rest (their files are being removed)."""
+        m = self._read_meta_file(old.meta.key)
         with self._lock:
-            cur = self._objs.get(key)
-            if same and cur is None:
-                assert m is not None
-                old.meta = m
-                self._objs[key] = cur = old
-                return
-            if same and cur is not None and cur.version == old.version:
-                for i, r in old.chunks.items():
-                    cur.chunks.setdefault(i, r)
-                for i, r in old.mem.items():
-                    if self.memory.paths.get(chunk_key(key, i)) == r.path:
-                        cur.mem.setdefault(i, r)
-                return
             self._drop_entry_locked(old, keep_version=m.version if m is not None else None)
 
     # -- internals: index ---------------------------------------------------------------------
@@ -410,6 +408,7 @@ class Store:
 
     def _load_meta(self, key: str) -> ObjectMeta | None:
         """Index miss: the object may be on disk (loader not there yet, or another worker)."""
+        changes = self._changes
         m = self._read_meta_file(key)
         if m is None:
             return None
@@ -419,7 +418,8 @@ class Store:
                 return e.meta
             if not os.path.exists(self.layout.meta_path(key)):
                 return None  # hard-removed since we read it (removal holds the lock)
-            self._objs[key] = Entry(m, m.version)
+            if changes == self._changes:  # else another worker may have changed it meanwhile:
+                self._objs[key] = Entry(m, m.version)  # answer, but do not index
             return m
 
     def _is_current(self, key: str, version: str) -> bool:
@@ -642,7 +642,9 @@ class Store:
                 if self._closing:
                     break
                 try:
-                    self._load_object(d)
+                    for _ in range(3):  # again if another worker changed something meanwhile
+                        if self._load_object(d):
+                            break
                 except OSError:
                     log.warning("loader skipped %s", d, exc_info=True)
                 n += 1
@@ -675,7 +677,9 @@ class Store:
                     continue
             unlink_quiet(p)
 
-    def _load_object(self, d: str) -> None:
+    def _load_object(self, d: str) -> bool:
+        """Index one object directory and remove its garbage; False: retry (raced a change)."""
+        changes = self._changes
         names = os.listdir(d)
         try:
             with open(f"{d}/{META_NAME}", "rb") as f:
@@ -691,7 +695,7 @@ class Store:
                 if parse_chunk_name(n) and not self._meta_fresh(d):
                     unlink_quiet(f"{d}/{n}")
             self._rmdir_quiet(d)
-            return
+            return True
         key, version, count = m.key, m.version, self.chunk_count(m)
         good: list[tuple[int, str, int]] = []
         for n in names:
@@ -715,13 +719,15 @@ class Store:
             good.append((i, p, want))
         victims: list[tuple[str, str]] = []
         with self._lock:
+            if changes != self._changes:
+                return False
             e = self._objs.get(key)
             if e is None:
                 if not os.path.exists(f"{d}/{META_NAME}"):
-                    return  # hard-removed while we read it
+                    return True  # hard-removed while we read it
                 e = self._objs[key] = Entry(m, version)
             elif e.version != version:
-                return  # changed since we read it: the live path owns it now
+                return True  # changed since we read it: the live path owns it now
             for i, p, size in good:
                 e.chunks.setdefault(i, ChunkRef(p, size))
                 ck = chunk_key(key, i)
@@ -729,6 +735,7 @@ class Store:
                     victims += self._drop_victims_locked(self.disk.insert(ck, size, p))
         if victims:
             self._janitor.submit(self._unlink_victims, victims)
+        return True
 
     def _meta_fresh(self, d: str) -> bool:
         """True if a valid meta.json appeared in d since we looked (a concurrent put_meta)."""

@@ -49,12 +49,18 @@ def test_enospc_on_a_chunk_raises_diskfull_and_leaves_nothing(make_store, tmp_pa
 def test_enospc_on_meta_raises_diskfull_and_keeps_old_meta(make_store, tmp_path):
     faults = Faults()
     s = make_store(fault_hook=faults)
+    older = [meta_for(f"/older/{i}", CS) for i in range(6)]
+    for o in older:
+        fill(s, o)
     m = meta_for("/meta", 10)
     fill(s, m)
     faults.ops = {"write"}
     with pytest.raises(DiskFull):
         s.put_meta(meta_for("/meta", 10, etag='"other"'))
     assert s.disk_full
+    s.flush()  # DiskFull made the janitor evict our oldest chunks (4 x chunk size)
+    assert [s.get_meta(o.key) is None for o in older] == [True] * 4 + [False] * 2
+    assert not s.disk_full
     assert s.get_meta("/meta") == m
     assert os.listdir(tmp_path / "cache" / "tmp") == []
 
@@ -84,8 +90,8 @@ def test_real_full_filesystem_then_eviction_frees_space(make_store, tiny_fs):
     assert 3 <= len(written) < 8
     assert s.disk_full and s.stats()["disk"].full
     assert os.listdir(tiny_fs / "cache" / "tmp") == []
-    assert all(size == cs for size in chunk_files(tiny_fs / "cache").values())
     s.flush()  # DiskFull asked the janitor to evict some of our own chunks
+    assert all(size == cs for size in chunk_files(tiny_fs / "cache").values())
     assert not s.disk_full
     assert s.counters["evictions"] >= 1
     m = meta_for("/t/after", cs)
