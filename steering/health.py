@@ -78,10 +78,7 @@ class EdgeHealth:
     last_error: str = ""
     latency_s: float = 0.0
     changed_at: float = 0.0
-
-    @property
-    def serving(self) -> bool:
-        return self.state in SERVING
+    serving: bool = False  # state in SERVING, kept in step by observe (read per view rebuild)
 
 
 def report_load(report: EdgeReport, fleet_capacity_bps: float) -> float:
@@ -123,5 +120,6 @@ def observe(h: EdgeHealth, *, ok: bool, load: float, now: float, shed_low: float
     if new is h.state:
         return False
     h.state = new
+    h.serving = new in SERVING
     h.changed_at = now
     return True

@@ -43,6 +43,8 @@ class SteerMetrics:
                                    registry=r)
         self._dec: dict[tuple[str, str], Counter] = {}
         self._probe_site = {e: self.probe.labels(site) for e, site in edges.items()}
+        self._load = {e: self.load.labels(e) for e in edges}
+        self._state = {(e, s): self.state.labels(e, s.value) for e in edges for s in EdgeState}
         for e in edges:
             self.set_state(e, EdgeState.UNKNOWN)
 
@@ -54,7 +56,10 @@ class SteerMetrics:
 
     def set_state(self, edge: str, state: EdgeState) -> None:
         for s in EdgeState:
-            self.state.labels(edge, s.value).set(1.0 if s is state else 0.0)
+            self._state[(edge, s)].set(1.0 if s is state else 0.0)
+
+    def set_load(self, edge: str, load: float) -> None:
+        self._load[edge].set(load)
 
     def observe_probe(self, edge: str, seconds: float) -> None:
         self._probe_site[edge].observe(seconds)

@@ -18,28 +18,44 @@ import aiohttp
 from contracts.fleet import Edge
 from contracts.reports import EdgeReport, ReportError
 from steering.health import report_load
+from steering.probe_client import HttpProbe, ProbeError
 from steering.service import Steering
 
 
-async def probe_once(session: aiohttp.ClientSession, edge: Edge,
-                     timeout: float) -> tuple[bool, float, str]:
-    """(ok, load, error) for one probe."""
+def judge(status: int, body: bytes, edge: Edge) -> tuple[bool, float, str]:
+    """(ok, load, error) from a /healthz answer."""
+    if status not in (200, 503):
+        return False, 0.0, f"status {status}"
     try:
-        async with session.get(edge.url + "/healthz",
-                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            body = await resp.read()
-            if resp.status not in (200, 503):
-                return False, 0.0, f"status {resp.status}"
-            report = EdgeReport.from_dict(json.loads(body))
-    except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        return False, 0.0, type(e).__name__ + (f": {e}" if str(e) else "")
+        report = EdgeReport.from_dict(json.loads(body))
     except (ValueError, ReportError) as e:
         return False, 0.0, f"bad report: {e}"[:200]
     if report.status == "starting":
         return False, 0.0, "edge starting"
-    if resp.status == 503 and report.status != "draining":
+    if status == 503 and report.status != "draining":
         return False, 0.0, "status 503"
     return True, report_load(report, edge.capacity_bytes_per_s), ""
+
+
+async def probe_aiohttp(session: aiohttp.ClientSession, edge: Edge,
+                        timeout: float) -> tuple[bool, float, str]:
+    """The https path (and any edge the lean client cannot reach)."""
+    try:
+        async with session.get(edge.url + "/healthz",
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        return False, 0.0, type(e).__name__ + (f": {e}" if str(e) else "")
+    return judge(status, body, edge)
+
+
+async def probe_lean(client: HttpProbe, edge: Edge, timeout: float) -> tuple[bool, float, str]:
+    try:
+        status, body = await client.get(timeout)
+    except (OSError, TimeoutError, ProbeError) as e:
+        return False, 0.0, type(e).__name__ + (f": {e}" if str(e) else "")
+    return judge(status, body, edge)
 
 
 class Prober:
@@ -48,6 +64,10 @@ class Prober:
         self.clock = clock
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
+        self._lean: dict[str, HttpProbe] = {}
+        for e in steering.edges.values():
+            if e.url.startswith("http://"):
+                self._lean[e.name] = HttpProbe(e.url)
 
     async def probe_all(self) -> None:
         """One round over every edge at once (start-up: decide before serving)."""
@@ -56,7 +76,12 @@ class Prober:
     async def _probe(self, edge: Edge) -> None:
         assert self._session is not None
         t0 = time.perf_counter()
-        ok, load, err = await probe_once(self._session, edge, self.steering.settings.probe_timeout)
+        timeout = self.steering.settings.probe_timeout
+        lean = self._lean.get(edge.name)
+        if lean is not None:
+            ok, load, err = await probe_lean(lean, edge, timeout)
+        else:
+            ok, load, err = await probe_aiohttp(self._session, edge, timeout)
         self.steering.on_probe(edge.name, ok=ok, load=load, now=self.clock(), error=err,
                                latency_s=time.perf_counter() - t0)
 
@@ -96,5 +121,7 @@ class Prober:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        for c in self._lean.values():
+            c.close()
         if self._session is not None:
             await self._session.close()

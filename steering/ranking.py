@@ -45,18 +45,31 @@ class RankingConfig:
 class View:
     """What the probes and the traffic shifter say right now; rebuilt by the shell."""
 
-    gen: int  # bumps when the serving set or a site's load band changes (memos key on it)
+    gen: int  # bumps when the serving set changes (the serving-edge memo keys on it)
     edge_load: Mapping[str, float]  # serving edges only (up or shedding) -> current load
     weight: Mapping[str, float]  # region -> weight
     keep: Mapping[str, float]  # region -> keep (0 = evacuated)
+    site_load: Mapping[str, float] = field(default_factory=dict)  # sites with a serving edge
+    order_gen: int = -1  # bumps with gen or a site's load band (the site-order memo keys on it)
 
     @classmethod
     def all_up(cls, fleet: Fleet, gen: int = 0, weight: Mapping[str, float] | None = None,
                keep: Mapping[str, float] | None = None) -> View:
         regions = [r.name for r in fleet.regions]
-        return cls(gen, {e.name: 0.0 for e in fleet.edges},
-                   {r: 100.0 for r in regions} | dict(weight or {}),
-                   {r: 1.0 for r in regions} | dict(keep or {}))
+        return cls.build(gen, gen, {e.name: 0.0 for e in fleet.edges}, fleet,
+                         {r: 100.0 for r in regions} | dict(weight or {}),
+                         {r: 1.0 for r in regions} | dict(keep or {}))
+
+    @classmethod
+    def build(cls, gen: int, order_gen: int, edge_load: Mapping[str, float], fleet: Fleet,
+              weight: Mapping[str, float], keep: Mapping[str, float]) -> View:
+        """A view with per-site mean loads derived from the edge loads."""
+        site_load = {}
+        for s in fleet.sites:
+            xs = [edge_load[e.name] for e in s.edges if e.name in edge_load]
+            if xs:
+                site_load[s.name] = sum(xs) / len(xs)
+        return cls(gen, edge_load, weight, keep, site_load, order_gen)
 
 
 @dataclass(slots=True)
@@ -95,6 +108,7 @@ class Ranker:
         self._dist: dict[tuple[float, float], list[tuple[float, Site]]] = {}
         self._order: dict[tuple[float, float], _Order] = {}
         self._order_gen = -1
+        self._serving_gen = -1
         self._hrw: dict[tuple[str, str], tuple[Edge, ...]] = {}
         self._serving: dict[tuple[str, str], tuple[Edge, ...]] = {}  # per view.gen
 
@@ -124,10 +138,13 @@ class Ranker:
         return r
 
     def order(self, loc: Location, view: View) -> _Order:
-        if view.gen != self._order_gen:
+        og = view.order_gen if view.order_gen >= 0 else view.gen
+        if og != self._order_gen:
             self._order.clear()
+            self._order_gen = og
+        if view.gen != self._serving_gen:
             self._serving.clear()
-            self._order_gen = view.gen
+            self._serving_gen = view.gen
         o = self._order.get(loc.key)
         if o is None:
             o = self._build_order(loc, view)
@@ -138,12 +155,14 @@ class Ranker:
 
     def _build_order(self, loc: Location, view: View) -> _Order:
         tie = max(self.cfg.distance_tie_km, 1e-9)
-        loads = view.edge_load
+        site_load = view.site_load
+        if not site_load and view.edge_load:  # a hand-made View without site loads
+            site_load = View.build(0, 0, view.edge_load, self.fleet, {}, {}).site_load
         scored = []
         for d, s in self.distances(loc):
-            serving = [loads[e.name] for e in s.edges if e.name in loads]
-            if serving:
-                scored.append((int(d // tie), sum(serving) / len(serving), d, s))
+            load = site_load.get(s.name)
+            if load is not None:
+                scored.append((int(d // tie), load, d, s))
         scored.sort(key=lambda x: (x[0], x[1], x[2]))
         all_sites = [(s, d) for _, _, d, s in scored]
         sites: dict[str, list[tuple[Site, float]]] = {}

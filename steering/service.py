@@ -93,7 +93,10 @@ class Steering:
                        for n in (r.name, *(s.name for s in r.sites))} | {"": '""'}
         self._gen = 0
         self._bands: dict[str, int] = {}
-        self.view = View(0, {}, {}, {})
+        self._serving: frozenset[str] = frozenset()
+        self._order_gen = 0
+        self._factors: tuple[dict[str, float], dict[str, float]] = ({}, {})
+        self.view = View(0, {}, {}, {}, {}, 0)
         self.capacity_started = False  # auto-evacuation waits for the first probe round
         self.rebuild(0.0, force=True)
 
@@ -110,7 +113,7 @@ class Steering:
         if not ok:
             self.metrics.probe_fail.labels(edge).inc()
         else:
-            self.metrics.load.labels(edge).set(load)
+            self.metrics.set_load(edge, load)
         if changed:
             self.metrics.set_state(edge, h.state)
             self.rebuild(now)
@@ -136,18 +139,26 @@ class Steering:
         return changes
 
     def rebuild(self, now: float, force: bool = False) -> None:
-        """New view: current loads and region factors; the generation (which memos key on)
-        bumps only when the serving set or some edge's load band (0.05 wide) changes."""
+        """New view: current loads and region factors. ``gen`` bumps when the serving set
+        changes, ``order_gen`` also when some edge changes load band (0.05 wide): the memos
+        that key on them are rebuilt lazily, so a steady fleet keeps them warm."""
         loads = {n: round(h.load, 3) for n, h in self.health.items() if h.serving}
+        serving = frozenset(loads)
         bands = {n: int(x * 20) if x < 1e9 else -1 for n, x in loads.items()}
-        if bands != self._bands or force:
-            self._bands = bands
+        if serving != self._serving or force:
+            self._serving = serving
             self._gen += 1
+            self._order_gen += 1
+        elif bands != self._bands:
+            self._order_gen += 1
+        self._bands = bands
         weight, keep = self.shifter.factors(now)
-        self.view = View(self._gen, loads, weight, keep)
-        for r in weight:
-            self.metrics.region_weight.labels(r).set(weight[r])
-            self.metrics.region_keep.labels(r).set(keep[r])
+        self.view = View.build(self._gen, self._order_gen, loads, self.fleet, weight, keep)
+        if (weight, keep) != self._factors:
+            self._factors = (weight, keep)
+            for r in weight:
+                self.metrics.region_weight.labels(r).set(weight[r])
+                self.metrics.region_keep.labels(r).set(keep[r])
 
     # -- decisions -----------------------------------------------------------------------
     def _path_info(self, raw_path: str) -> _PathInfo:

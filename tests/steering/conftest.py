@@ -73,6 +73,7 @@ class StandInEdge:
     capacity_bps: float = 1e9
     status: str = "ok"
     probes: int = 0
+    hang: asyncio.Event | None = None  # set: /healthz never answers (a hung process)
     _runner: web.AppRunner | None = field(default=None, repr=False)
 
     @property
@@ -82,6 +83,8 @@ class StandInEdge:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         self.probes += 1
+        if self.hang is not None:
+            await asyncio.Event().wait()  # never answers; cancelled at shutdown
         return web.json_response({
             "status": self.status, "active_connections": 0, "egress_bps": self.egress_bps,
             "capacity_bps": self.capacity_bps, "hit_ratio": 0.5,

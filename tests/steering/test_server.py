@@ -310,3 +310,53 @@ async def test_healthz_metrics_and_fleet(edges, mmdb_path: Path, client_factory)
         status, doc, _ = await c.get("/v1/fleet")
         e = next(x for x in doc["edges"] if x["name"] == "lon-1")
         assert e["state"] == "up" and e["last_probe"] and e["load"] == 0
+
+
+async def test_hung_edge_is_unlisted_within_3s(edges, mmdb_path: Path, client_factory) -> None:
+    async with steering(edges, mmdb_path) as srv:  # default settings: probe timeout 0.4 s
+        c = client_factory(srv.http_port)
+        first = (await c.steer()).targets[0].edge
+        edges[first].hang = asyncio.Event()  # accepts connections, never answers
+
+        async def gone() -> bool:
+            return first not in [t.edge for t in (await c.steer()).targets]
+
+        t_out = await wait_until(gone, timeout=3.0)
+        print(f"hung edge unlisted after {t_out:.2f}s")
+        doc = (await c.get("/v1/fleet"))[1]
+        e = next(x for x in doc["edges"] if x["name"] == first)
+        assert e["state"] == "down" and "Timeout" in e["last_error"]
+        edges[first].hang = None
+
+
+async def test_pipelined_keepalive_requests_get_answers_in_order(edges, mmdb_path: Path) -> None:
+    async with steering(edges, mmdb_path) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.http_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /v1/steer?path=/titles/a/master.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses = []
+        for _ in range(3):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            statuses.append(head.split()[1])
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+        assert statuses == [b"200", b"404", b"200"]
+        writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")  # HTTP/1.0: answered, then closed
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+
+
+async def test_ipv6_listener_and_ipv6_peer(edges, mmdb_path: Path) -> None:
+    fleet = make_fleet({n: e.url for n, e in edges.items()}, {"geoip_db": str(mmdb_path)})
+    srv = SteeringServer(fleet, SteeringSettings.from_dict(fleet.steering), "[::1]:0")
+    await srv.start()
+    try:
+        async with aiohttp.ClientSession() as s, s.get(
+                f"http://[::1]:{srv.http_port}/v1/steer",
+                params={"path": TITLE, "client_ip": NYC_IP}) as r:  # ::1 is a trusted caller
+            doc = await r.json()
+        assert r.status == 200 and doc["targets"][0]["site"] == "nyc"
+    finally:
+        await srv.stop()
