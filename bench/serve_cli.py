@@ -23,7 +23,6 @@ LABELS = {
     "cpu_s_per_10k_req": ("CPU s/10k req", "{:.3f}"),
     "server_core_util": ("server core", "{:.0%}"),
     "wrk_core_util": ("wrk core", "{:.0%}"),
-    "header_bytes": ("hdr B", "{:.0f}"),
 }
 
 
@@ -48,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objects", type=int, default=256)
     p.add_argument("--memory-cache", default="256MiB", help="edgecdn --memory-cache")
     p.add_argument("--disk-cache", default="2GiB", help="edgecdn --disk-cache")
-    p.add_argument("--edge-args", default="",
-                   help='extra flags for `edgecdn edge`, e.g. "--policy lru --chunk-size 2MiB"')
+    p.add_argument("--edge-args", default='--access-log ""',
+                   help="extra flags for every `edgecdn edge` peer (default: no access log, as "
+                        "nginx runs with access_log off)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                    help="an extra edgecdn peer with extra flags, e.g. "
                         "'nolog=--config x.toml'; list NAME in --servers (repeatable)")
@@ -90,12 +90,12 @@ def print_report(rep: sv.Report, console) -> None:
     t = Table(title="hit serving (medians over rounds; GB = 1e9 payload bytes)")
     t.add_column("size")
     t.add_column("server")
-    for m in sv.METRICS:
+    for m in sv.TABLE_METRICS:
         t.add_column(LABELS[m][0], justify="right")
     sizes = {c["name"]: f'{c["name"]} {format_size(c["size"])}' for c in rep.config["classes"]}
     order = list(sizes)
     for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
-        t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.METRICS))
+        t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.TABLE_METRICS))
     console.print(t)
     if rep.ratios:
         r = Table(title="ratios (of medians)")

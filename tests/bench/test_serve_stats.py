@@ -28,7 +28,7 @@ def test_sample_metrics_use_payload_bytes_and_server_cpu() -> None:
     assert m["cpu_s_per_10k_req"] == pytest.approx(5.0)
     assert m["server_core_util"] == pytest.approx(0.25)
     assert m["wrk_core_util"] == pytest.approx(0.5)
-    assert m["header_bytes"] == pytest.approx(200)
+    assert m["wire_bytes_per_req"] == pytest.approx(2 * MIB + 200)
 
 
 def test_sample_with_no_requests_gives_nan_cost_not_an_error() -> None:
