@@ -1,9 +1,9 @@
-"""JSON decision log lines, buffered: the request path appends a tuple, ``flush`` (called from
-the service's ticker) formats and writes them, so logging costs the hot path ~nothing."""
+"""JSON decision log lines, buffered: the request path appends a line built from pre-escaped
+parts (a few µs), ``flush`` (the service's ticker) writes them in one call. Formatting
+with json.dumps at flush time instead stalled the loop for ~10 ms per tick at 10k/s."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import IO
 
@@ -19,23 +19,16 @@ class DecisionLog:
         elif target:
             self._out = open(target, "a", buffering=1 << 16)  # noqa: SIM115 - lives with server
 
-    def add(self, rec: tuple) -> None:
-        """rec = (time, client, geo source, path, choice, region, site, edges, cloudfront?)"""
-        self._buf.append(rec)
+    def add(self, line: str) -> None:
+        """line: one JSON object, already formatted by the caller (from pre-escaped parts)."""
+        self._buf.append(line)
 
     def flush(self) -> None:
         if not self._buf or self._out is None:
             self._buf.clear()
             return
         buf, self._buf = self._buf, []
-        lines = []
-        for t, client, source, path, choice, region, site, edges, cf in buf:
-            lines.append(json.dumps({
-                "time": round(t, 3), "client": client, "geo": source, "path": path,
-                "reason": choice, "region": region, "site": site, "edges": edges,
-                "cloudfront": cf,
-            }, separators=(",", ":")))
-        self._out.write("\n".join(lines) + "\n")
+        self._out.write("\n".join(buf) + "\n")
         self._out.flush()
 
     def close(self) -> None:

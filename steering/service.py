@@ -91,6 +91,7 @@ class Steering:
             for e in fleet.edges}
         self._names = {n: json.dumps(n) for r in fleet.regions
                        for n in (r.name, *(s.name for s in r.sites))} | {"": '""'}
+        self._names |= {e.name: json.dumps(e.name) for e in fleet.edges}
         self._gen = 0
         self._bands: dict[str, int] = {}
         self._serving: frozenset[str] = frozenset()
@@ -136,6 +137,8 @@ class Steering:
             changes = self.shifter.observe_capacity(self.healthy_fractions(), now)
         self.rebuild(now)
         self.log.flush()
+        if self.cloudfront is not None and self.cloudfront.pending:
+            self.cloudfront.presign(now)
         return changes
 
     def rebuild(self, now: float, force: bool = False) -> None:
@@ -191,8 +194,12 @@ class Steering:
             self.metrics.fallbacks.inc()
         log = self.log
         if log.enabled and (log.sample >= 1.0 or self.rnd() < log.sample):
-            log.add((now, client_ip, loc.source, pi.path, d.choice, d.region, site,
-                     [p.edge.name for p in d.picks], bool(cf)))
+            names = self._names
+            log.add(f'{{"time":{now:.3f},"client":"{client_ip}","geo":"{loc.source}",'
+                    f'"path":{pi.path_json},"reason":"{d.choice}","region":{names[d.region]},'
+                    f'"site":{names.get(site) or json.dumps(site)},"edges":['
+                    f'{",".join(names[p.edge.name] for p in d.picks)}],'
+                    f'"cloudfront":{"true" if cf else "false"}}}')
         return pi, loc, d, suffix, cf
 
     def decide_json(self, raw_path: str, client_ip: str, now: float, via: str = "peer") -> bytes:

@@ -9,6 +9,7 @@ at least the configured ttl.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 from botocore.signers import CloudFrontSigner
@@ -65,7 +66,8 @@ def load_private_key(path: str) -> rsa.RSAPrivateKey:
 
 class CloudFrontUrls:
     """Signed CloudFront URLs (canned policy, RSA-SHA1 as CloudFront requires), memoised per
-    (path, expiry bucket)."""
+    (path, expiry bucket); at a bucket boundary the re-signing is spread over ticks instead
+    of landing on requests all at once."""
 
     def __init__(self, cf: CloudFront, bucket: int = 0) -> None:
         self.cf = cf
@@ -77,16 +79,39 @@ class CloudFrontUrls:
         self.bucket = bucket or max(1, cf.url_ttl // 10)
         self._memo: dict[tuple[str, int], str] = {}
         self.signatures = 0  # RSA operations done (tests and /metrics check the memo works)
+        self.pending: set[str] = set()  # paths served from the previous bucket: re-sign soon
 
     def url(self, path: str, now: float) -> str:
+        """Signed URL valid >= url_ttl (or, just after a bucket boundary, the previous
+        bucket's URL, valid >= url_ttl - bucket, while ``presign`` re-signs off the request
+        path). Only a path never seen before is signed here."""
         exp = bucket_expiry(now, self.cf.url_ttl, self.bucket)
-        k = (path, exp)
-        u = self._memo.get(k)
+        u = self._memo.get((path, exp))
         if u is None:
-            when = dt.datetime.fromtimestamp(exp, tz=dt.UTC)
-            u = self._signer.generate_presigned_url(self.base + path, date_less_than=when)
-            self.signatures += 1
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[k] = u
+            u = self._memo.get((path, exp - self.bucket))
+            if u is not None:
+                self.pending.add(path)
+            else:
+                u = self._sign(path, exp)
         return u
+
+    def _sign(self, path: str, exp: int) -> str:
+        when = dt.datetime.fromtimestamp(exp, tz=dt.UTC)
+        u = self._signer.generate_presigned_url(self.base + path, date_less_than=when)
+        self.signatures += 1
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[(path, exp)] = u
+        return u
+
+    def presign(self, now: float, budget_s: float = 0.005) -> int:
+        """Sign pending paths for the current bucket for at most ~budget_s; returns count."""
+        exp = bucket_expiry(now, self.cf.url_ttl, self.bucket)
+        t0 = time.perf_counter()
+        n = 0
+        while self.pending and time.perf_counter() - t0 < budget_s:
+            path = self.pending.pop()
+            if (path, exp) not in self._memo:
+                self._sign(path, exp)
+                n += 1
+        return n

@@ -78,3 +78,18 @@ def test_cloudfront_url_verifies_with_the_public_key_and_is_signed_once_per_buck
     tampered = u.replace("master.m3u8", "other.m3u8")
     with pytest.raises(InvalidSignature):
         verify_cloudfront(tampered, public)
+
+
+def test_cloudfront_bucket_rollover_serves_previous_url_and_resigns_off_path(
+        cf_key: tuple[Path, rsa.RSAPublicKey]) -> None:
+    path, public = cf_key
+    cf = CloudFrontUrls(CloudFront("d.cloudfront.net", "KTESTPAIR", str(path), url_ttl=3600))
+    t0 = 1_000_000 - 1_000_000 % cf.bucket  # a bucket start
+    old = cf.url("/a", now=t0 + 10)
+    nxt = t0 + cf.bucket + 1  # next bucket: no signing on the request path
+    assert cf.url("/a", now=nxt) == old and cf.signatures == 1
+    assert verify_cloudfront(old, public) >= nxt + 3600 - cf.bucket
+    assert cf.pending == {"/a"}
+    assert cf.presign(nxt) == 1 and not cf.pending
+    new = cf.url("/a", now=nxt)
+    assert new != old and verify_cloudfront(new, public) >= nxt + 3600
