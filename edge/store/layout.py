@@ -13,6 +13,7 @@ in the background) instead of misreading chunks cut at other boundaries.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 
@@ -20,6 +21,8 @@ TREE_PREFIX = "v1-"
 META_NAME = "meta.json"
 _CHUNK_NAME = re.compile(r"^([0-9a-f]{16})\.(\d{1,12})$")
 _TEMP_NAME = re.compile(r"^(\d+)\.[0-9a-f]+\.tmp$")
+_NONCE = os.urandom(6).hex()  # per import: a reused pid after a crash still gets fresh names
+_SEQ = itertools.count()
 
 
 def key_hash(key: str) -> str:
@@ -67,7 +70,7 @@ class Layout:
 
     def temp_path(self) -> str:
         """A fresh temp file name on the cache's filesystem (so rename is atomic)."""
-        return f"{self.tmp}/{os.getpid()}.{os.urandom(8).hex()}.tmp"
+        return f"{self.tmp}/{os.getpid()}.{_NONCE}{next(_SEQ):x}.tmp"
 
     def old_trees(self) -> list[str]:
         """Trees of other chunk sizes (or layouts) under root: garbage to remove."""

@@ -112,3 +112,23 @@ def test_popularity_policy_drives_the_disk_tier_too(make_store, tmp_path):
     s.flush()
     assert sum(chunk_files(tmp_path / "cache").values()) <= 4 * CS
     s.check()
+
+
+def test_lookups_never_unlink_eviction_waits_for_the_janitor(make_store, tmp_path):
+    import threading
+
+    a = make_store(disk=64 * CS)
+    metas = [meta_for(f"/j/{i}", CS) for i in range(6)]
+    for m in metas:
+        fill(a, m)
+    b = make_store(disk=2 * CS)  # a smaller worker that discovers the chunks on lookups
+    gate = threading.Event()
+    b._janitor.submit(gate.wait)  # hold b's background thread
+    for m in metas:
+        assert read_chunk(b, b.get_meta(m.key), 0) == payload(m.key, CS)
+    assert len(chunk_files(tmp_path / "cache")) == 6  # victims chosen, nothing unlinked yet
+    assert b.stats()["disk"].used_bytes == 2 * CS
+    gate.set()
+    b.flush()
+    assert len(chunk_files(tmp_path / "cache")) == 2
+    b.check()
