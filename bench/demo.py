@@ -88,7 +88,9 @@ def _raise_exit(signum: int, frame: Any) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM/SIGHUP unwind like Ctrl-C does, so ``finally`` blocks clean up."""
+    """SIGTERM/SIGHUP unwind like Ctrl-C does, so ``finally`` blocks clean up. SIGINT gets
+    Python's own handler back even when the demo was started with it ignored (``&``)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_exit)
 

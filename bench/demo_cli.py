@@ -40,10 +40,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     keep=args.keep, out=args.out, progress=not args.no_progress)
     try:
         rep = run_demo(o)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:
         print("\nedgecdn demo: interrupted; every process it started has been stopped",
               file=sys.stderr)
-        return 130
+        return e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
     except RuntimeError as e:
         print(f"edgecdn demo: {e}", file=sys.stderr)
         return 1
