@@ -149,7 +149,7 @@ async def test_peer_first_origin_never_asked_for_what_the_peer_holds(
 
 
 @pytest.mark.parametrize("rate_mib, total_mib", [
-    (20, 40),
+    (10, 24),
     pytest.param(40, 200, marks=pytest.mark.slow),  # the measure: >= 200 MiB
 ])
 async def test_bandwidth_cap_holds_within_ten_percent(rate_mib, total_mib, s3_endpoint,
