@@ -261,7 +261,7 @@ def run_demo(o: DemoOptions, say: Callable[[str], None] = print) -> dict[str, An
              f"({sum(s for s, _ in checks.table.values()) / 1e6:.1f} MB)")
 
         # 3. the fleet
-        layout = generate(root / "fleet", s3_url, bucket)
+        layout = generate(root / "fleet", s3_url, bucket, fill=edge_accepts_fill(root, env))
         step(f"fleet file {layout.fleet}: 2 regions, 4 sites, {len(layout.edges)} edges")
         procs.start("faultproxy", [PY, "-m", "bench.faultproxy", "--listen",
                                    f"127.0.0.1:{layout.fault_proxy_port}", "--upstream", s3_url],
@@ -320,6 +320,18 @@ def run_demo(o: DemoOptions, say: Callable[[str], None] = print) -> dict[str, An
             shutil.rmtree(root, ignore_errors=True)
 
 
+def edge_accepts_fill(root: Path, env: dict[str, str]) -> bool:
+    """Does this build's edge take a [fill] section? Asked of the edge's own config loader,
+    in a child process (bench does not import the edge)."""
+    probe = root / "fill-probe.toml"
+    probe.write_text('[fill]\nenabled = true\nmanifests = "s3://b/manifests/"\n'
+                     'window = "always"\n')
+    res = subprocess.run([PY, "-c", "import sys; from edge.config import load_config; "
+                          "load_config(sys.argv[1])", str(probe)], capture_output=True,
+                         env=env, stdin=subprocess.DEVNULL)
+    return res.returncode == 0
+
+
 def _all_up(layout: FleetLayout) -> bool:
     try:
         with urllib.request.urlopen(f"{layout.steering_url}/v1/fleet", timeout=1) as r:
@@ -350,7 +362,35 @@ def fill_fleet(o: DemoOptions, layout: FleetLayout, s3: Any, bucket: str, titles
     except ValueError:
         doc = {"output": out[-500:]}
     step(f"fill plan from {n} logged requests: manifests written")
-    return {"summary": "planned", "plan": doc}
+    if "[fill]" not in layout.edges[0].config.read_text():
+        step("fill: this build's edge has no fill worker; the caches start cold")
+        return {"summary": "planned; edges have no fill worker in this build", "plan": doc}
+    deadline = time.monotonic() + 45
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = {e.name: _fill_status(e.url) for e in layout.edges}
+        if all(s and s.get("manifest") and s.get("progress", 0) >= 1.0
+               for s in status.values()):
+            break
+        time.sleep(0.5)  # polling other processes' /healthz: they have no other way to tell
+    by_src: dict[str, int] = {}
+    done = 0
+    for s in status.values():
+        for k, v in (s or {}).get("bytes_by_source", {}).items():
+            by_src[k] = by_src.get(k, 0) + int(v)
+        done += int((s or {}).get("progress", 0) >= 1.0)
+    mb = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sorted(by_src.items())) or "nothing"
+    summary = f"{done}/{len(layout.edges)} edges filled ({mb})"
+    step(f"fill: {summary}")
+    return {"summary": summary, "plan": doc, "bytes_by_source": by_src}
+
+
+def _fill_status(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+            return dict(json.loads(r.read()).get("fill") or {})
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
 
 
 def before_after(rep: dict[str, Any], t_fault: float) -> list[str]:

@@ -99,7 +99,7 @@ def write_cloudfront_key(path: Path) -> Path:
 
 
 def _edge_config(e: EdgeSpec, layout: FleetLayout, secret: str | None, memory: str,
-                 disk: str) -> str:
+                 disk: str, fill: bool = False) -> str:
     bucket_prefix = layout.origin
     lines = [
         "[edge]", f'name = "{e.name}"', f'site = "{e.site}"', f'region = "{e.region}"',
@@ -114,12 +114,18 @@ def _edge_config(e: EdgeSpec, layout: FleetLayout, secret: str | None, memory: s
     ]
     if secret is not None:
         lines += ["[tokens]", "required = true", "[tokens.secrets]", f'k1 = "{secret}"', ""]
+    if fill:  # fill from the manifests `edgecdn fill plan` writes, at once, peers first
+        bucket = layout.origin[5:].split("/", 1)[0]
+        lines += ["[fill]", "enabled = true", f'manifests = "s3://{bucket}/manifests/"',
+                  f'endpoint_url = "{layout.s3_endpoint}"', 'window = "always"',
+                  'rate = "40MiB"', "refresh = 2", "retry = 2", ""]
     return "\n".join(lines)
 
 
 def generate(root: Path, s3_endpoint: str, bucket: str, prefix: str = "packaged",
              edges_per_site: int = 2, memory: str = "64MiB", disk: str = "512MiB",
-             site_disk: str = "256MiB", cloudfront: bool = True) -> FleetLayout:
+             site_disk: str = "256MiB", cloudfront: bool = True,
+             fill: bool = False) -> FleetLayout:
     """Write everything under root and return where it is."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "edges").mkdir(exist_ok=True)
@@ -139,7 +145,7 @@ def generate(root: Path, s3_endpoint: str, bucket: str, prefix: str = "packaged"
                 layout.edges.append(
                     EdgeSpec(name, site, region, free_port(), root / "edges" / f"{name}.toml"))
     for e in layout.edges:
-        e.config.write_text(_edge_config(e, layout, secret, memory, disk))
+        e.config.write_text(_edge_config(e, layout, secret, memory, disk, fill))
     if cloudfront:
         cf = EdgeSpec("cloudfront", "cloudfront", "global", free_port(),
                       root / "edges" / "cloudfront.toml")
