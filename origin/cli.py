@@ -16,6 +16,7 @@ from origin.s3 import origin_location, s3_client
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("origin", help="package and ingest titles into the S3 origin")
     osub = p.add_subparsers(dest="origin_command", metavar="ACTION")
+    p.set_defaults(func=lambda _args: _usage(p))
 
     pk = osub.add_parser("package", help="video file -> HLS ladder (ffmpeg)")
     pk.add_argument("input", type=Path)
@@ -67,3 +68,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
           f"{len(res.uploaded)} uploaded ({res.bytes_uploaded} B), "
           f"{len(res.skipped)} already there ({res.bytes_skipped} B)")
     return 0
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2

@@ -34,6 +34,7 @@ from origin.s3 import list_objects, s3_client
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fill", help="proactive fill: plan manifests from edge logs")
     fsub = p.add_subparsers(dest="fill_command", metavar="ACTION")
+    p.set_defaults(func=lambda _args: _usage(p))
     pl = fsub.add_parser("plan", help="write one fill manifest per site and edge to S3")
     pl.add_argument("--fleet", required=True, help="fleet TOML file")
     pl.add_argument("--origin", help="s3://bucket[/prefix] (default: fleet [origin] url)")
@@ -142,3 +143,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {site}: {s['entries']} objects, budget {format_size(s['budget_per_edge'])}"
               f"/edge [{edges}] -> {s['manifest']}")
     return 0
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2

@@ -190,3 +190,22 @@ def test_manifest_rejects_non_json() -> None:
         Manifest.from_json(b"\xff{")
     with pytest.raises(ManifestError):
         Manifest.from_json("[]")
+
+
+def test_replicas_place_each_title_on_its_top_edges_within_budget() -> None:
+    from contracts.fleet import Edge, Site
+    from origin.plan import OriginObject, origin_objects, plan_site
+
+    edges = tuple(Edge(f"e{i}", f"http://127.0.0.1:{i + 1}", "s", "r", 1e9) for i in range(3))
+    site = Site("s", "r", 0.0, 0.0, 50_000, edges)
+    objects = {f"/titles/t{t}/a/seg_{s:05d}.ts": OriginObject(1000 + t, None)
+               for t in range(40) for s in range(5)}
+    ranked = [(p, 1.0 / (i + 1)) for i, p in enumerate(objects)]
+    m = plan_site(site, ranked, objects, 0.0, replicas=2)
+    names = [e.name for e in edges]
+    assert m.entries and all(list(e.edges) == edges_for(e.path, names)[:2] for e in m.entries)
+    assert all(m.bytes_for(n) <= 50_000 for n in names)
+    assert max(m.bytes_for(n) for n in names) > 45_000  # budgets are used, not left idle
+    rows = [{"Key": "p/titles/a/x.ts", "Size": 5, "ETag": '"e1"'},
+            {"Key": "p/titles/../x.ts", "Size": 5}, {"Key": "other/x.ts", "Size": 1}]
+    assert origin_objects(rows, "p/") == {"/titles/a/x.ts": OriginObject(5, "e1")}
