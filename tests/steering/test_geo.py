@@ -56,3 +56,19 @@ def test_unknown_address_falls_back_to_default(mmdb_path: Path) -> None:
 
 def test_no_database_means_default_everywhere() -> None:
     assert GeoLocator("", DEFAULT).locate("81.2.69.160") == DEFAULT
+
+
+MAXMIND_TEST_DB = Path(__file__).parent / "data" / "GeoLite2-City-Test.mmdb"
+
+
+@pytest.mark.parametrize(("ip", "country", "lat", "lon", "plen"), [
+    ("81.2.69.160", "GB", 51.5142, -0.0931, 27),
+    ("216.160.83.56", "US", 47.2513, -122.3149, 29),
+    ("89.160.20.112", "SE", 58.4167, 15.6167, 28),
+    ("2001:218::1", "JP", 35.68536, 139.75309, 32),
+])
+def test_maxmind_own_test_database_known_addresses(ip: str, country: str, lat: float,
+                                                   lon: float, plen: int) -> None:
+    loc = GeoLocator(str(MAXMIND_TEST_DB), DEFAULT).locate(ip)
+    assert (loc.source, loc.country, loc.prefix_len) == ("city", country, plen)
+    assert (loc.lat, loc.lon) == pytest.approx((lat, lon))
