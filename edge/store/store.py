@@ -635,8 +635,6 @@ class Store:
         """Rebuild the index from disk (like nginx's cache loader), throttled by cfg."""
         try:
             self._clean_temp()
-            for t in self.layout.old_trees():
-                self._janitor.submit(shutil.rmtree, t, True)
             n = 0
             for d in self.layout.object_dirs():
                 if self._closing:
@@ -655,6 +653,10 @@ class Store:
         finally:
             self.rebuilding = False
             self.rebuilt.set()
+        for t in self.layout.old_trees():  # another chunk size's tree: garbage, maybe large
+            if self._closing:
+                break
+            shutil.rmtree(t, ignore_errors=True)
 
     def _clean_temp(self) -> None:
         """Temp files of dead processes are garbage (a crash mid-write leaves only these)."""

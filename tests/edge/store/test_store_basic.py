@@ -176,7 +176,7 @@ def test_chunk_size_change_starts_a_fresh_tree(make_store, tmp_path):
     assert b.get_meta("/cs") is None  # never misread chunks cut at other boundaries
     b.start_loader()
     b.rebuilt.wait(10)
-    b.flush()
+    b._loader.join(10)  # the old tree goes once the index is rebuilt
     assert [p.name for p in (tmp_path / "cache").glob("v1-*")] == [f"v1-{CS // 2}"]
 
 

@@ -108,3 +108,31 @@ def test_eviction_by_one_worker_is_a_miss_for_the_other(make_store):
     except FileNotFoundError:
         b.chunk_missing(first, 0)
     assert b.get_chunk(first, 0) is None
+
+
+async def test_two_worker_processes_share_one_directory(make_store, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    child = Path(__file__).with_name("crash_child.py")
+    root = Path(__file__).resolve().parents[3]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, str(child), str(tmp_path / "cache"), "shard",
+                               str(n)], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+             for n in (0, 1)]
+    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    metas = [meta_for(f"/w/{k}", 2 * CS + k) for k in range(20)]
+    keys = [f"{m.key}#{i}" for m in metas for i in range(3 if m.size > 2 * CS else 2)]
+    # each worker accounted exactly its own shard of the 59 chunks
+    assert sorted(int(o[0]) for o in outs) == sorted(
+        [sum(shard(0)(k) for k in keys), sum(shard(1)(k) for k in keys)])
+    assert sum(int(o[1]) for o in outs) == sum(m.size for m in metas)
+    s = make_store()
+    await s.start()
+    assert await s.wait_rebuilt(10)
+    assert not list((tmp_path / "cache" / "tmp").iterdir())
+    for m in metas:
+        assert read_all(s, s.get_meta(m.key)) == payload(m.key, m.size)
+    assert len(chunk_files(tmp_path / "cache")) == len(keys) == 59
