@@ -136,6 +136,8 @@ class EdgeApp:
         t.add_done_callback(self.tasks.discard)
 
     def _log(self, conn: HttpConnection, req: Request, status: int, cache: str) -> None:
+        if conn.internal:  # a peer worker's request: its own client request is logged there
+            return
         self.counters.bytes_sent += conn.sent
         self.access.append((time.time(), conn.client, req.method, req.path,
                             req.headers.get("range", ""), status, conn.sent, cache,

@@ -65,6 +65,7 @@ class OriginServer:
         self.fail_mid: set[str] = set()
         self.loop = asyncio.new_event_loop()
         self._release: asyncio.Event | None = None
+        self._seen = threading.Condition()
         self.port = 0
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -111,8 +112,15 @@ class OriginServer:
         self.objects[path] = o
         return o
 
+    def wait_requests(self, path: str, n: int, timeout: float = 10.0) -> None:
+        """Block until the origin has seen n GETs for path."""
+        with self._seen:
+            assert self._seen.wait_for(lambda: self.count(path) >= n, timeout), self.requests
+
     async def handle(self, req: web.Request) -> web.StreamResponse:
         self.requests.append((req.method, req.path, dict(req.headers)))
+        with self._seen:
+            self._seen.notify_all()
         if self.down:
             assert req.transport is not None
             req.transport.abort()
@@ -291,34 +299,29 @@ class EdgeProcess:
             env={**os.environ, **(env or {})}, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def wait_ready(self, n: int = 1, timeout: float = 30.0) -> list[str]:
-        """Block until n 'ready on' lines (one per worker) appear on stderr."""
-        assert self.proc.stderr is not None
-        ready: list[str] = []
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stderr, selectors.EVENT_READ)
-        import time
-
-        deadline = time.monotonic() + timeout
-        while len(ready) < n:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"edge did not start: {self.lines}")
-            if sel.select(timeout=0.5):
-                line = self.proc.stderr.readline()
-                self.lines.append(line)
-                if " ready on " in line:
-                    ready.append(line)
-        sel.close()
-        threading.Thread(target=self._drain, daemon=True).start()
-        return ready
-
-    def _drain(self) -> None:
+    def _read(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self.lines.append(line)
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    def ready_lines(self) -> list[str]:
+        return [x for x in self.lines if " ready on " in x]
+
+    def wait_ready(self, n: int = 1, timeout: float = 30.0) -> list[str]:
+        """Block until n 'ready on' lines in all (one per worker start) were printed."""
+        with self._cv:
+            ok = self._cv.wait_for(
+                lambda: len(self.ready_lines()) >= n or self.proc.poll() is not None, timeout)
+            if not ok or len(self.ready_lines()) < n:
+                raise RuntimeError(f"edge did not start: {self.lines}")
+            return self.ready_lines()
 
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
