@@ -1,0 +1,75 @@
+"""The Steering service object without sockets: answer format, memos, decision log."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from contracts.steer import SteerResponse
+from steering.service import BadRequest, Steering
+from steering.settings import SteeringSettings
+from tests.steering.conftest import make_fleet
+
+
+def service(mmdb: Path, cf: Path | None = None, **kw) -> Steering:
+    fleet = make_fleet(steering={"geoip_db": str(mmdb), **kw}, cf_key_path=cf)
+    st = Steering(fleet, SteeringSettings.from_dict(fleet.steering),
+                  rnd=random.Random(1).random)
+    for n in st.edges:
+        st.on_probe(n, ok=True, load=0.1, now=0)
+    return st
+
+
+@pytest.mark.parametrize("ip", ["81.2.69.160", "198.51.100.7", "2001:db8:2::1", "10.0.0.1"])
+def test_answer_is_exactly_a_steer_response(mmdb_path: Path, cf_key, ip: str) -> None:
+    st = service(mmdb_path, cf_key[0])
+    doc = json.loads(st.decide_json("/titles/t%20x/master.m3u8", ip, 1000.0, "param"))
+    assert SteerResponse.from_dict(doc).to_dict() == doc
+    assert doc["path"] == "/titles/t x/master.m3u8"
+    assert all("/titles/t%20x/master.m3u8?" in u for u in doc["urls"])
+
+
+def test_fallback_answer_without_cloudfront_is_empty_but_valid(mmdb_path: Path) -> None:
+    st = service(mmdb_path)
+    for n in st.edges:
+        st.on_probe(n, ok=False, load=0, now=1)
+        st.on_probe(n, ok=False, load=0, now=2)
+    doc = json.loads(st.decide_json("/x.ts", "81.2.69.160", 3.0))
+    assert doc["targets"] == [] and doc["reason"]["fallback"] is True
+    assert doc["reason"]["site"] == "none"
+    assert SteerResponse.from_dict(doc).to_dict() == doc
+
+
+def test_bad_path_is_bad_request(mmdb_path: Path) -> None:
+    with pytest.raises(BadRequest) as e:
+        service(mmdb_path).decide_json("/a/../b", "81.2.69.160", 0)
+    assert e.value.status == 400
+
+
+def test_view_generation_moves_only_on_serving_set_or_load_band(mmdb_path: Path) -> None:
+    st = service(mmdb_path)
+    g, og = st.view.gen, st.view.order_gen
+    st.on_probe("lon-1", ok=True, load=0.11, now=5)  # same band
+    st.tick(5)
+    assert (st.view.gen, st.view.order_gen) == (g, og)
+    st.on_probe("lon-1", ok=True, load=0.5, now=6)  # new band: site order may change
+    st.tick(6)
+    assert (st.view.gen, st.view.order_gen) == (g, og + 1)
+    for t in (7, 8):
+        st.on_probe("lon-1", ok=False, load=0, now=t)
+    assert st.view.gen == g + 1 and "lon-1" not in st.view.edge_load
+
+
+def test_decision_log_lines_are_json(mmdb_path: Path, tmp_path: Path) -> None:
+    log = tmp_path / "d.jsonl"
+    st = service(mmdb_path, decision_log=str(log))
+    st.decide_json('/titles/q"uote/master.m3u8', "81.2.69.160", 1.0)
+    st.decide_json("/titles/b/master.m3u8", "2001:db8:2::1", 2.0)
+    st.tick(3.0)
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["path"] for r in recs] == ['/titles/q"uote/master.m3u8', "/titles/b/master.m3u8"]
+    assert recs[0]["site"] == "lon" and recs[1]["site"] == "nyc"
+    assert recs[0]["edges"][0].startswith("lon-") and recs[0]["cloudfront"] is False
