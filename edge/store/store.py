@@ -636,7 +636,7 @@ class Store:
         try:
             self._clean_temp()
             n = 0
-            for d in self.layout.object_dirs():
+            for d in self._dirs_oldest_first():
                 if self._closing:
                     break
                 try:
@@ -657,6 +657,21 @@ class Store:
             if self._closing:
                 break
             shutil.rmtree(t, ignore_errors=True)
+
+    def _dirs_oldest_first(self) -> list[str]:
+        """Object dirs by meta.json mtime, so the policy's recency after a restart follows
+        when objects were stored (garbage without meta first) rather than hash order."""
+        dated = []
+        for d in self.layout.object_dirs():
+            if self._closing:
+                break
+            try:
+                t = os.stat(f"{d}/{META_NAME}").st_mtime
+            except OSError:
+                t = 0.0
+            dated.append((t, d))
+        dated.sort()
+        return [d for _, d in dated]
 
     def _clean_temp(self) -> None:
         """Temp files of dead processes are garbage (a crash mid-write leaves only these)."""

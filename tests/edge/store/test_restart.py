@@ -87,3 +87,19 @@ async def test_restart_with_a_smaller_disk_evicts_down_to_it(make_store, tmp_pat
     assert sum(chunk_files(tmp_path / "cache").values()) <= 4 * CS
     assert b.stats()["disk"].used_bytes <= 4 * CS
     b.check()
+
+
+async def test_rebuilt_recency_follows_storage_time(make_store, tmp_path):
+    a = make_store(disk=64 * CS)
+    metas = [meta_for(f"/age/{i}", CS) for i in range(6)]
+    for n, m in enumerate(metas):
+        fill(a, m)
+        t = 1_000_000 + (5 - n) * 100  # mtimes say /age/0 was stored last
+        os.utime(a.layout.meta_path(m.key), (t, t))
+    a.close()
+    b = make_store(disk=3 * CS)  # room for half: the three most recent by mtime stay
+    await b.start()
+    assert await b.wait_rebuilt(10)
+    b.flush()
+    assert [b.get_meta(m.key) is not None for m in metas] == [True] * 3 + [False] * 3
+    b.check()
