@@ -107,6 +107,8 @@ class FillWorker:
         self.bucket = TokenBucket(cfg.rate)
         self.manifest: Manifest | None = None
         self._pins: set[str] = set()
+        self._accepted: dict[str, str] = {}  # key -> version this worker filled (even if it
+        # differs from the manifest's size/ETag: the source's copy is the truth until re-plan)
         self._peers: dict[str, _Source] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -159,10 +161,12 @@ class FillWorker:
                         self.state = "waiting"
                         wait = min(wait, until_open)
                     elif now >= self._retry_at:
-                        self._pass_task = asyncio.ensure_future(self._pass())
-                        await asyncio.wait({self._pass_task})
-                        if not self._pass_task.cancelled() and self._pass_task.exception():
-                            raise self._pass_task.exception()  # type: ignore[misc]
+                        self._pass_task = task = asyncio.ensure_future(self._pass())
+                        await asyncio.wait({task})
+                        if not task.cancelled() and task.exception() is not None:
+                            exc = task.exception()  # a bug or a store fault: never fatal
+                            self.state = "error"
+                            self._error(f"fill pass failed: {type(exc).__name__}: {exc}")
                         if self._stop.is_set():
                             break
                         if self.objects_present < self.objects_total:
@@ -173,6 +177,10 @@ class FillWorker:
                 wait = max(0.05, min(wait, self._next_refresh - self.clock()))
                 await self._sleep(wait)
         finally:
+            task = self._pass_task
+            if task is not None and not task.done():  # run() itself was cancelled
+                task.cancel()
+                await asyncio.wait({task})
             self._running = False
             if self.state not in ("disabled",):
                 self.state = "stopped"
@@ -241,6 +249,8 @@ class FillWorker:
         for ck, rank in pins.items():
             self.store.pin(ck, rank)
         self._pins = set(pins)
+        keys = {object_key(e.path, "") for e in m.entries}
+        self._accepted = {k: v for k, v in self._accepted.items() if k in keys}
         self.manifest = m
         self.manifest_applied.set()
         self.objects_total = len(m.entries)
@@ -336,8 +346,9 @@ class FillWorker:
 
     def _missing(self, key: str, e: ManifestEntry) -> tuple[ObjectMeta | None, list[int]]:
         meta = self.store.get_meta(key)
-        if meta is not None and (meta.soft_purged or meta.status != 200 or meta.vary
-                                 or (e.etag and _bare(meta.etag) not in (None, e.etag))):
+        if meta is not None and self._accepted.get(key) != meta.version and (
+                meta.soft_purged or meta.status != 200 or meta.vary or meta.size != e.size
+                or (e.etag and _bare(meta.etag) not in (None, e.etag))):
             meta = None  # refetch whole: stale mark, a variant, or another version
         if meta is None:
             return None, list(range(max(1, math.ceil(e.size / self.store.cfg.chunk_size))))
@@ -385,6 +396,9 @@ class FillWorker:
                 except (SourceFailed, OriginError) as exc:
                     errors.append(f"{src.name}: {exc}")
                     break
+                fresh = self.store.get_meta(key)
+                if fresh is not None:  # what the source has is what we keep: no refetch loop
+                    self._accepted[key] = fresh.version
                 self.objects_by_source[src.kind] += 1
                 self.objects_present += 1
                 self.bytes_present += e.size

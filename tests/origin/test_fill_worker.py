@@ -288,6 +288,36 @@ async def test_stop_mid_object_leaves_only_whole_chunks(s3_endpoint, s3_bucket, 
         assert Path(ref.path).read_bytes() == objects[p0][i * CS:(i + 1) * CS]
 
 
+async def test_object_changed_at_origin_is_refetched_whole(s3_endpoint, s3_bucket, origin,
+                                                          store) -> None:
+    proxy, client = origin
+    objects = _put_objects(s3_endpoint, s3_bucket, [3 * CS])
+    (p0,) = objects
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+    async def fill_with_manifest() -> None:
+        etag = s3.head_object(Bucket=s3_bucket, Key="pfx" + p0)["ETag"].strip('"')
+        m = Manifest("lon", 1 << 30, [ManifestEntry(p0, 3 * CS, 1, ("lon-1",), etag)],
+                     time.time(), "eu", "lon-1")
+        s3.put_object(Bucket=s3_bucket, Key="manifests/lon/lon-1.json", Body=m.to_json())
+        w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
+        task = asyncio.create_task(w.run())
+        try:
+            await _one_pass(w)
+            assert w.status()["state"] == "complete"
+        finally:
+            await w.stop()
+            await task
+
+    await fill_with_manifest()
+    new = _body(7, 3 * CS)
+    s3.put_object(Bucket=s3_bucket, Key="pfx" + p0, Body=new)  # same size, new content
+    proxy.seen.clear()
+    await fill_with_manifest()
+    assert _stored(store, p0) == new
+    assert [g.range for g in proxy.gets()] == [None]  # one whole GET, not a chunk mix
+
+
 async def test_window_closed_and_busy_serving_hold_the_fill(s3_endpoint, s3_bucket, origin,
                                                             store) -> None:
     proxy, client = origin
