@@ -170,4 +170,9 @@ class HttpApi:
         except ValueError as e:
             return _err(400, str(e))
         self.steering.rebuild(now)
+        try:
+            self.steering.save_state()
+        except OSError as e:  # applied but not persisted: say so
+            return _json({"regions": self.steering.regions_doc(now),
+                          "warning": f"state not saved: {e}"})
         return _json(self.steering.regions_doc(now))

@@ -44,6 +44,8 @@ class SteeringServer:
         self._udp: asyncio.DatagramTransport | None = None
 
     async def start(self) -> None:
+        if self.steering.state_error:
+            log.error("steering state not loaded: %s", self.steering.state_error)
         await self.prober.start()
         loop = asyncio.get_running_loop()
         api = HttpApi(self.steering)

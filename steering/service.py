@@ -8,7 +8,9 @@ is always passed in; the only I/O is the mmdb file and the decision log file.
 from __future__ import annotations
 
 import json
+import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +101,32 @@ class Steering:
         self._factors: tuple[dict[str, float], dict[str, float]] = ({}, {})
         self.view = View(0, {}, {}, {}, {}, 0)
         self.capacity_started = False  # auto-evacuation waits for the first probe round
+        self.state_error = self._load_state()
         self.rebuild(0.0, force=True)
+
+    def _load_state(self) -> str:
+        """Last good admin state from disk; a bad file is reported, never half-applied."""
+        path = self.settings.state_file
+        if not path or not os.path.exists(path):
+            return ""
+        try:
+            with open(path) as f:
+                self.shifter.load_snapshot(json.load(f), time.time())
+        except (OSError, ValueError, KeyError) as e:
+            return f"{path}: {e}"
+        return ""
+
+    def save_state(self) -> None:
+        """Write the admin state atomically (temp file + rename), if a state_file is set."""
+        path = self.settings.state_file
+        if not path:
+            return
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.shifter.snapshot(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     # -- state ---------------------------------------------------------------------------
     def on_probe(self, edge: str, *, ok: bool, load: float, now: float, error: str = "",

@@ -50,6 +50,7 @@ class SteeringSettings:
     cloudfront_bucket: int = 0  # seconds a signed CloudFront URL is reused (0 = url_ttl/10)
     decision_log: str = ""  # "" off, "-" stderr, else a file path (JSON lines)
     decision_log_sample: float = 1.0  # fraction of decisions logged
+    state_file: str = ""  # admin weights/evacuations saved here, reloaded at start ("" = off)
     weights: dict[str, float] = field(default_factory=dict)  # initial region weights
 
     @classmethod

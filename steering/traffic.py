@@ -122,6 +122,25 @@ class TrafficShifter:
     def settled(self, now: float) -> bool:
         return all(t.weight.settled(now) and t.keep.settled(now) for t in self.regions.values())
 
+    def snapshot(self) -> dict[str, object]:
+        """What operators set (targets, not ramp positions): persisted across restarts."""
+        return {"version": 1,
+                "weights": {r: t.weight.target for r, t in self.regions.items()},
+                "evacuated": sorted(r for r, t in self.regions.items() if t.admin_evacuated)}
+
+    def load_snapshot(self, doc: object, now: float) -> None:
+        """Apply a snapshot at once (no ramp); ValueError, changing nothing, if invalid."""
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise ValueError("not a version 1 steering state")
+        weights, evac = doc.get("weights", {}), doc.get("evacuated", [])
+        if not isinstance(weights, dict) or not isinstance(evac, list):
+            raise ValueError("weights must be an object and evacuated a list")
+        known = {r: w for r, w in weights.items() if r in self.regions}
+        self.set_weights(known, now, ramp=0)  # validates before applying
+        for r in evac:
+            if r in self.regions:
+                self.evacuate(r, now, ramp=0)
+
     def describe(self, now: float) -> dict[str, dict[str, object]]:
         return {
             r: {

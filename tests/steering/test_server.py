@@ -360,3 +360,19 @@ async def test_ipv6_listener_and_ipv6_peer(edges, mmdb_path: Path) -> None:
         assert r.status == 200 and doc["targets"][0]["site"] == "nyc"
     finally:
         await srv.stop()
+
+
+async def test_admin_state_survives_a_restart(edges, mmdb_path: Path, tmp_path: Path,
+                                              client_factory) -> None:
+    state = tmp_path / "state.json"
+    async with steering(edges, mmdb_path, state_file=str(state)) as srv:
+        c = client_factory(srv.http_port)
+        assert (await c.post("/v1/admin/evacuate", {"region": "eu-west",
+                                                     "ramp_seconds": 0}))[0] == 200
+        assert (await c.post("/v1/admin/weights", {"weights": {"us-east": 5}}))[0] == 200
+    async with steering(edges, mmdb_path, state_file=str(state)) as srv:
+        c = client_factory(srv.http_port)
+        regions = (await c.get("/v1/admin/regions", headers={"Authorization": "Bearer tok"}))[1]
+        assert regions["eu-west"]["keep"] == 0 and regions["eu-west"]["evacuated"]
+        assert regions["us-east"]["weight"] == 5
+        assert (await c.steer()).targets[0].region != "eu-west"

@@ -60,3 +60,19 @@ def test_auto_return_does_not_undo_an_admin_evacuation() -> None:
 def test_auto_evacuation_can_be_disabled() -> None:
     s = shifter(evacuate_below=0.0)
     assert s.observe_capacity({"a": 0.0}, now=0) == []
+
+
+def test_snapshot_round_trip_and_bad_snapshots_change_nothing() -> None:
+    s = shifter()
+    s.set_weights({"a": 70}, now=0)
+    s.evacuate("b", now=0)
+    snap = s.snapshot()
+    t = shifter()
+    t.load_snapshot(snap, now=5)
+    assert t.factors(5) == ({"a": 70, "b": 100}, {"a": 1.0, "b": 0.0})
+    for bad in ({"version": 2}, {"version": 1, "weights": {"a": -5}}, [], {"version": 1,
+                                                                          "weights": []}):
+        u = shifter()
+        with pytest.raises(ValueError):
+            u.load_snapshot(bad, now=0)
+        assert u.factors(0) == ({"a": 100, "b": 100}, {"a": 1.0, "b": 1.0})
