@@ -18,6 +18,7 @@ import ipaddress
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -154,6 +155,23 @@ def choose_variant(variants: Sequence[Variant], est_bps: float | None, buffer_s:
 
 
 # -- the I/O shell ----------------------------------------------------------------------
+
+
+_HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="md5")
+
+
+async def _md5_hex(parts: list[bytes]) -> str:
+    """MD5 of a body; big ones in a thread (hashlib drops the GIL), so checking every byte
+    runs beside the event loop instead of on it."""
+    def run() -> str:
+        h = hashlib.md5(usedforsecurity=False)
+        for p in parts:
+            h.update(p)
+        return h.hexdigest()
+
+    if sum(len(p) for p in parts) < 256 * 1024:
+        return run()
+    return await asyncio.get_running_loop().run_in_executor(_HASHER, run)
 
 
 class PlayFailed(Exception):
@@ -331,8 +349,8 @@ class Player:
         ctx = self.ctx
         t_start = ctx.now()
         status, nbytes, cache, err = 0, 0, "", ""
-        md5 = hashlib.md5(usedforsecurity=False)
         parts: list[bytes] = []
+        t_done = t_start
         timeout = aiohttp.ClientTimeout(total=ctx.cfg.request_timeout,
                                         sock_connect=ctx.cfg.connect_timeout)
         try:
@@ -344,10 +362,9 @@ class Player:
                     await resp.read()
                 else:
                     async for chunk in resp.content.iter_chunked(ctx.cfg.chunk):
-                        md5.update(chunk)
                         nbytes += len(chunk)
-                        if keep:
-                            parts.append(chunk)
+                        parts.append(chunk)
+                t_done = ctx.now()
         except TimeoutError:
             err = "timeout"
         except aiohttp.ClientPayloadError:
@@ -363,7 +380,7 @@ class Player:
                 size, digest = exp
                 if nbytes < size:
                     verdict = "short"
-                elif nbytes != size or md5.hexdigest() != digest:
+                elif nbytes != size or await _md5_hex(parts) != digest:
                     verdict = "corrupt"
                 else:
                     verdict = "ok"
@@ -376,9 +393,9 @@ class Player:
         t = tgt.t
         ctx.stats.request(RequestSample(
             ctx.now(), kind, tgt.source, t.site, t.region, status, nbytes,
-            ctx.now() - t_start, cache, not err, err,
+            (t_done if t_done > t_start else ctx.now()) - t_start, cache, not err, err,
         ))
         if err:
             return None
-        return nbytes, b"".join(parts)
+        return nbytes, b"".join(parts) if keep else b""
 

@@ -158,7 +158,8 @@ async def run_players(s: RunSettings, checks: OriginChecksums,
     stats = RunStats(bucket_seconds=min(1.0, max(0.05, round(s.duration / 100, 2))))
     started_at = time.time()
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     read_bufsize=1 << 20) as http:
         steer_timeout = aiohttp.ClientTimeout(total=2.0, sock_connect=1.0)
 
         async def steer(path: str, client_ip: str) -> SteerResponse:
