@@ -320,13 +320,18 @@ class Store:
         victims: list[tuple[str, str]] = []
         with self._lock:
             e = self._objs.get(key)
-            current = e is not None and e.version == version
-            if e is not None and current:
-                e.chunks[index] = ChunkRef(final, w.length)
+            if e is not None:
+                current = e.version == version
+            else:  # not indexed (just changed by another worker): the disk decides
+                m = self._read_meta_file(key)
+                current = m is not None and m.version == version
+            if current:
+                if e is not None:
+                    e.chunks[index] = ChunkRef(final, w.length)
+                    if data is not None:
+                        self._mem_put_locked(e, index, ck, final, data)
                 if self._owned(ck) and self.disk.fits(w.length):
                     victims = self._drop_victims_locked(self.disk.insert(ck, w.length, final))
-                if data is not None:
-                    self._mem_put_locked(e, index, ck, final, data)
         if not current:  # purged or re-versioned while we wrote: the chunk belongs to nobody
             unlink_quiet(final)
             self.counters["aborted_commits"] += 1
@@ -594,13 +599,26 @@ class Store:
 
     # -- internals: removal ---------------------------------------------------------------------
     def _hard_remove(self, key: str) -> int:
+        """Meta and chunks vanish together: the object dir is renamed into tmp/ in one step
+        (a refetch of the same version can never revive old chunks), then deleted later."""
+        d = self.layout.object_dir(key)
+        m = None if key in self._objs else self._read_meta_file(key)
+        dead = self.layout.temp_path()
         with self._lock:
             e = self._objs.pop(key, None)
+            if e is None and m is not None:
+                e = Entry(m, m.version)
             if e is not None:
                 self._drop_entry_locked(e)
-            existed = unlink_quiet(self.layout.meta_path(key)) or e is not None
+            try:
+                os.rename(d, dead)
+                moved = True
+            except FileNotFoundError:
+                moved = False
+        existed = e is not None or (moved and os.path.exists(f"{dead}/{META_NAME}"))
         self._journal.append(key)
-        self._janitor.submit(self._clean_versions, key)
+        if moved:
+            self._janitor.submit(shutil.rmtree, dead, True)
         return int(existed)
 
     def _soft_purge(self, key: str) -> int:
@@ -692,7 +710,10 @@ class Store:
                         continue
                 except FileNotFoundError:
                     continue
-            unlink_quiet(p)
+            if os.path.isdir(p):  # a hard-removed object dir whose deletion was cut short
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                unlink_quiet(p)
 
     def _load_object(self, d: str) -> bool:
         """Index one object directory and remove its garbage; False: retry (raced a change)."""

@@ -58,3 +58,34 @@ def test_purge_needs_a_target(make_store):
         s.purge()
     with pytest.raises(ValueError):
         s.purge(prefix="")
+
+
+def test_refetch_after_hard_purge_never_revives_old_chunks(make_store):
+    s = make_store()
+    m = meta_for("/revive", 2 * CS)  # same validators before and after: only purge tells
+    fill(s, m)
+    s.purge(key=m.key)
+    s.put_meta(m)  # the refetch starts at once, before any background cleanup
+    assert s.get_chunk(m, 0) is None and s.get_chunk(m, 1) is None
+    s.flush()
+    assert s.get_chunk(m, 0) is None
+
+
+async def test_loader_finishes_an_interrupted_removal(make_store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    a = make_store()
+    m = meta_for("/half-removed", CS)
+    fill(a, m)
+    a.close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    gone = tmp_path / "cache" / "tmp" / f"{dead}.0abc.tmp"  # as _hard_remove leaves it
+    os.rename(os.path.dirname(a.layout.meta_path(m.key)), gone)
+    b = make_store()
+    await b.start()
+    assert await b.wait_rebuilt(10)
+    assert not gone.exists()
+    assert b.get_meta(m.key) is None
