@@ -81,6 +81,26 @@ def s3_etag(path: Path, part_size: int = PART_SIZE) -> str:
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
+def etag_matches(path: Path, size: int, etag: str, part_size: int = PART_SIZE) -> bool:
+    """Does the object's ETag say it holds this file? A plain ETag is the whole file's MD5
+    (single-part upload); a multipart one (``...-N``) is checked against every common part
+    size giving N parts, so a file uploaded by another tool (the AWS CLI uses 8 MiB parts)
+    is not uploaded again."""
+    if "-" not in etag:
+        return s3_etag(path, max(size, 1)) == etag
+    try:
+        parts = int(etag.rsplit("-", 1)[1])
+    except ValueError:
+        return False
+    mib = 1024 * 1024
+    candidates = {part_size, 5 * mib, 8 * mib, 16 * mib, 64 * mib, 100 * mib,
+                  -(-size // parts // mib) * mib}
+    for ps in sorted(c for c in candidates if c > 0 and -(-size // c) == parts):
+        if s3_etag(path, ps) == etag:
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class LocalFile:
     path: Path
@@ -135,7 +155,7 @@ def ingest(src: Path, title: str, client: Any, bucket: str, prefix: str = "",
     todo: list[LocalFile] = []
     for f in files:
         have = existing.get(f.key)
-        if have and have[0] == f.size and have[1] == s3_etag(f.path, part_size):
+        if have and have[0] == f.size and etag_matches(f.path, f.size, have[1], part_size):
             result.skipped.append(f.key)
             result.bytes_skipped += f.size
         else:

@@ -7,7 +7,7 @@ import boto3
 import pytest
 
 from edgecdn.cli import main
-from origin.ingest import PLAYLIST_CACHE, SEGMENT_CACHE, ingest, s3_etag
+from origin.ingest import PLAYLIST_CACHE, SEGMENT_CACHE, ingest, ingest_with_progress, s3_etag
 from origin.package import PackageError, parse_ladder
 
 
@@ -106,6 +106,9 @@ def test_ingest_dash_types_and_multipart_etag(tmp_path: Path, s3_endpoint: str,
     assert types == {"manifest.mpd": "application/dash+xml", "v1/init.mp4": "video/mp4",
                      "v1/chunk_00001.m4s": "video/iso.segment"}
     assert ingest(d, "D1", s3, s3_bucket, "", part_size=part).uploaded == []
+    (d / "v1" / "chunk_00002.m4s").write_bytes(b"\2" * 10)
+    shown = ingest_with_progress(d, "D1", s3, s3_bucket, "", show=True)  # the rich bar path
+    assert shown.uploaded == ["titles/D1/v1/chunk_00002.m4s"]  # 5 MiB parts still recognised
 
 
 def test_ingest_cli_reports_bad_arguments(tmp_path: Path, s3_endpoint: str) -> None:
