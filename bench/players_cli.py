@@ -91,6 +91,10 @@ class LiveView:
         self.live.__exit__(None, None, None)
 
     def tick(self, st: RunStats, now: float) -> None:
+        self.live.update(self.render(st, now))
+
+    def render(self, st: RunStats, now: float) -> Any:
+        from rich.console import Group
         from rich.table import Table
 
         t = Table(title=f"edgecdn players  {now:5.1f}/{self.s.duration:g}s", expand=False)
@@ -110,11 +114,9 @@ class LiveView:
         for name, v in sorted(st.sources.items()):
             src.add_row(name, v["site"], v["region"], str(v["requests"]),
                         f"{v['bytes'] / 1e6:.1f}", str(v["hits"]), str(v["errors"]))
-        from rich.console import Group
-
         events = [f"[red]{e['t']:.1f}s {e['what']}[/red] ({'ok' if e['ok'] else 'failed'})"
                   for e in st.events]
-        self.live.update(Group(t, src, *events))
+        return Group(t, src, *events)
 
 
 def execute(s: RunSettings, checks: OriginChecksums, progress: bool) -> dict[str, Any]:

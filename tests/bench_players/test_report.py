@@ -78,3 +78,30 @@ def test_cli_refuses_bad_settings_with_a_reason(tmp_path, capsys):
     assert "no edge 'nope'" in capsys.readouterr().err
     assert main(["bench", "players", "--fleet", str(fleet), "--players", "0",
                  "--no-verify"]) == 2
+
+
+def test_live_view_shows_players_sources_and_faults(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from bench.players import build_settings
+    from bench.players_cli import LiveView
+    from bench.playerstats import RequestSample, RunStats
+    from contracts.fleet import load_fleet
+
+    fleet = load_fleet(write_fleet(tmp_path / "f.toml", {"e1": ("http://127.0.0.1:1", "s1",
+                                                                 "r1")}, "http://127.0.0.1:2"))
+    s = build_settings(fleet, {"titles": ["t"], "clients": [{"prefix": "10.0.0.0/8"}],
+                               "duration": 30, "steering_url": "http://127.0.0.1:2"},
+                       [], [])
+    st = RunStats()
+    st.active_players = 7
+    st.request(RequestSample(1.0, "segment", "e1", "s1", "r1", 200, 4_000_000, 0.01, "hit",
+                             True))
+    st.event(1.5, "kill e1", True, "pid 1")
+    out = io.StringIO()
+    Console(file=out, width=120).print(LiveView(s).render(st, 2.0))
+    text = out.getvalue()
+    assert "2.0/30s" in text and "e1" in text and "kill e1" in text
+    assert "100.0%" in text  # byte hit ratio
