@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segments", type=int, default=16)
     p.add_argument("--object-size", default="16KiB")
     p.add_argument("--objects", type=int, default=256)
+    p.add_argument("--only", choices=("segment", "object"), default=None,
+                   help="measure one size class only")
     p.add_argument("--memory-cache", default="256MiB", help="edgecdn --memory-cache")
     p.add_argument("--disk-cache", default="2GiB", help="edgecdn --disk-cache")
     p.add_argument("--edge-args", default='--access-log ""',
@@ -70,8 +72,9 @@ def config_from_args(a: argparse.Namespace) -> sv.BenchConfig:
     return sv.BenchConfig(
         servers=servers, baseline=a.baseline, rounds=a.rounds, duration_s=a.duration,
         warmup_s=a.warmup, connections=a.connections,
-        classes=[SizeClass("segment", parse_size(a.segment_size), a.segments),
-                 SizeClass("object", parse_size(a.object_size), a.objects)],
+        classes=[c for c in (SizeClass("segment", parse_size(a.segment_size), a.segments),
+                             SizeClass("object", parse_size(a.object_size), a.objects))
+                 if a.only in (None, c.name)],
         server_cpu=scpu if a.server_cpu is None else a.server_cpu,
         load_cpu=lcpu if a.load_cpu is None else a.load_cpu,
         memory_cache=a.memory_cache, disk_cache=a.disk_cache,

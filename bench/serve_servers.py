@@ -29,6 +29,7 @@ class Peer:
     workers: int = 1
     mode: str = "memory"  # ref: memory | sendfile | pread; edgecdn: memory | disk
     extra: tuple[str, ...] = ()
+    src: str | None = None  # run edgecdn from this source tree instead of ours (A/B builds)
 
     @property
     def cache_header(self) -> str:
@@ -66,7 +67,11 @@ KNOWN = {
 
 
 def parse_variant(spec: str) -> tuple[str, list[str]]:
-    """``NAME=FLAGS``: an extra edgecdn peer started with FLAGS added (for A/B runs)."""
+    """``NAME=FLAGS``: an extra edgecdn peer started with FLAGS added (for A/B runs).
+
+    FLAGS may start with ``@DIR``: that peer runs the edgecdn of the source tree DIR (e.g. an
+    exported older commit or a patched copy), so two builds are measured interleaved.
+    """
     name, sep, flags = spec.partition("=")
     name = name.strip()
     if not sep or not name or name in KNOWN or "/" in name:
@@ -81,8 +86,13 @@ def resolve(names: list[str], variants: dict[str, list[str]] | None = None) -> l
     for n in names:
         if n in variants:
             args = variants[n]
+            src = None
+            if args and args[0].startswith("@"):
+                src, args = args[0][1:], args[1:]
+                if not (Path(src) / "edgecdn" / "cli.py").is_file():
+                    raise ValueError(f"variant {n}: {src} is not an edgecdn source tree")
             w = int(args[args.index("--workers") + 1]) if "--workers" in args[:-1] else 1
-            out.append(Peer(n, "edgecdn", workers=w, extra=tuple(args)))
+            out.append(Peer(n, "edgecdn", workers=w, extra=tuple(args), src=src))
         elif n in KNOWN:
             out.append(KNOWN[n])
         else:
@@ -160,10 +170,16 @@ def start(peer: Peer, origin: str, workdir: Path, *, cpu: int | None, memory_cac
     cmd = pinned(command(peer, port, origin, workdir, memory_cache=memory_cache,
                          disk_cache=disk_cache, nginx_bin=nginx_bin, edge_args=edge_args), cpu)
     log = workdir / "server.log"
+    env = None
+    cwd = Path(__file__).resolve().parent.parent
+    if peer.src is not None:  # `python -m` puts the cwd first on sys.path
+        cwd = Path(peer.src).resolve()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                cwd=Path(__file__).resolve().parent.parent)
+                                cwd=cwd, env=env)
     r = Running(peer, port, proc, workdir, log)
     wait_port(r, ready_timeout)
     return r

@@ -108,3 +108,15 @@ def test_variant_peers_are_edgecdn_with_extra_flags() -> None:
     for bad in ("nolog", "=--x", "nginx=--x", "a/b=--x"):
         with pytest.raises(ValueError, match="bad --variant"):
             parse_variant(bad)
+
+
+def test_variant_from_another_source_tree(tmp_path) -> None:
+    from bench.serve_servers import parse_variant
+
+    name, flags = parse_variant(f"old=@{tmp_path} --no-sendfile")
+    with pytest.raises(ValueError, match="not an edgecdn source tree"):
+        resolve([name], {name: flags})
+    (tmp_path / "edgecdn").mkdir()
+    (tmp_path / "edgecdn" / "cli.py").write_text("")
+    (peer,) = resolve([name], {name: flags})
+    assert (peer.src, peer.extra) == (str(tmp_path), ("--no-sendfile",))
