@@ -19,6 +19,7 @@ through the store's chunk writers. So:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -50,6 +51,7 @@ NOT_STORED = frozenset({"content-length", "content-range", "age", "cache-status"
                         "accept-ranges", "x-edgecdn-meta"})
 NOT_HELD = frozenset({403, 404, 410, 416, 504})  # a peer that answers these lacks the object
 MAX_PEERS = 3
+FILL_SHARE = 0.95  # of the disk tier that manifest objects may take
 
 
 class SourceMissing(Exception):
@@ -130,6 +132,7 @@ class FillWorker:
         self.bytes_total = self.bytes_present = 0
         self.chunks_committed = 0
         self.busy_pauses = 0
+        self.over_capacity = 0  # manifest objects left out: the disk tier is too small
         self.pass_seconds = 0.0  # the last pass: wall time and bytes fetched
         self.pass_bytes = 0
         self.pass_finished = asyncio.Event()  # set after each pass (tests, admin tools)
@@ -234,7 +237,20 @@ class FillWorker:
             self._retry_at = 0.0
 
     def _apply(self, m: Manifest) -> None:
-        """Adopt a validated manifest: pins follow it, progress restarts."""
+        """Adopt a validated manifest: pins follow it, progress restarts. Entries beyond what
+        this edge's disk tier can hold (FILL_SHARE of it, in rank order) are left out, so a
+        manifest planned for a bigger disk never makes the fill evict what it just filled."""
+        room = int(FILL_SHARE * self.store.cfg.disk_bytes)
+        kept, used = [], 0
+        for e in m.entries:
+            if used + e.size <= room:
+                kept.append(e)
+                used += e.size
+        self.over_capacity = len(m.entries) - len(kept)
+        if self.over_capacity:
+            log.warning("fill: %d manifest objects do not fit this edge's disk tier",
+                        self.over_capacity)
+            m = dataclasses.replace(m, entries=kept)
         cs = self.store.cfg.chunk_size
         owns = getattr(self.store.cfg, "owns", None)
         pins: dict[str, int] = {}
@@ -544,6 +560,7 @@ class FillWorker:
             "peer_misses": self.peer_misses,
             "chunks_committed": self.chunks_committed,
             "pinned_chunks": len(self._pins),
+            "over_capacity": self.over_capacity,
             "busy_pauses": self.busy_pauses,
             "passes": self.passes,
             "last_pass_seconds": round(self.pass_seconds, 3),

@@ -405,10 +405,33 @@ async def test_pins_follow_the_manifest_and_site_manifests_are_narrowed(
         async with asyncio.timeout(10):
             await w.manifest_applied.wait()
         assert pinned == {chunk_key(b, 0): 0}  # a fell out: ordinary cache content again
+        assert w.status()["over_capacity"] == 0
         assert w.status()["state"] == "pins only" and proxy.gets() == []
     finally:
         await w.stop()
         await task
+
+
+async def test_manifest_larger_than_the_disk_is_cut_to_fit(s3_endpoint, s3_bucket, origin,
+                                                           tmp_path) -> None:
+    proxy, client = origin
+    small = Store(StoreConfig(tmp_path / "small", 10 * CS, 0, CS, fsync=False),
+                  make_policy("lru", 10 * CS), make_policy("lru", 0))
+    await small.start()
+    objects = _put_objects(s3_endpoint, s3_bucket, [3 * CS] * 5)  # 15 chunks, room for 9.5
+    _put_manifest(s3_endpoint, s3_bucket, objects, {})
+    w = FillWorker(small, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
+    task = asyncio.create_task(w.run())
+    try:
+        await _one_pass(w)
+        st = w.status()
+    finally:
+        await w.stop()
+        await task
+    assert st["state"] == "complete" and st["over_capacity"] == 2
+    assert st["objects_total"] == 3 and len(proxy.gets()) == 3  # top ranks only, no churn
+    assert [_stored(small, p) is not None for p in objects] == [True] * 3 + [False] * 2
+    small.close()
 
 
 def test_fill_window_and_config() -> None:
