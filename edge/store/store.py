@@ -92,6 +92,9 @@ class Store:
              "commits", "aborted_commits"), 0)
         self._cs = cfg.chunk_size
         self._owns = cfg.owns
+        self._disk_policy = disk_policy  # hot-path shortcuts
+        self._mem_policy = memory_policy
+        self._mem_cap = self.memory.capacity
         self._lock = threading.RLock()
         self._objs: dict[str, Entry] = {}
         self._seen: dict[str, int] = {}  # disk hits so far of chunks not in the memory tier
@@ -166,14 +169,15 @@ class Store:
         ``should_store`` instead).  Cheap: policy bookkeeping only; a chunk hit often enough
         from disk is copied into the memory tier by the janitor."""
         ck = f"{meta.key}#{index}"
-        length = min(self._cs, meta.size - index * self._cs)
+        length = meta.size - index * self._cs
+        if length > self._cs:
+            length = self._cs
         owns = self._owns
         with self._lock:
             if owns is None or owns(ck):
-                self.disk.policy.access(ck, length)
-            if self.memory.capacity <= 0:
-                return
-            if self.memory.policy.access(ck, length) or not self.memory.fits(length):
+                self._disk_policy.access(ck, length)
+            if self._mem_cap <= 0 or self._mem_policy.access(ck, length) \
+                    or length > self._mem_cap:
                 return
             n = self._seen.get(ck, 0) + 1
             if n < self.cfg.promote_after:
