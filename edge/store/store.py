@@ -722,7 +722,10 @@ class Store:
     def _load_object(self, d: str) -> bool:
         """Index one object directory and remove its garbage; False: retry (raced a change)."""
         changes = self._changes
-        names = os.listdir(d)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:  # removed meanwhile (purge, another worker's loader)
+            return True
         try:
             with open(f"{d}/{META_NAME}", "rb") as f:
                 m: ObjectMeta | None = ObjectMeta.from_json(f.read())
