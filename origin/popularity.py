@@ -33,6 +33,7 @@ import json
 import math
 import re
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,7 +280,9 @@ def read_logs(client: Any, bucket: str, logs_prefix: str, pop: Popularity,
     from origin.s3 import list_objects
 
     now = time.time() if now is None else now
-    files = skipped = 0
+    from botocore.exceptions import ClientError
+
+    files = skipped = corrupt = gone = 0
     for obj in list_objects(client, bucket, logs_prefix):
         key = obj["Key"]
         if not key.endswith(".jsonl.gz"):
@@ -288,14 +291,21 @@ def read_logs(client: Any, bucket: str, logs_prefix: str, pop: Popularity,
         if max_age is not None and ts is not None and ts < now - max_age:
             skipped += 1
             continue
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                gone += 1  # expired by a lifecycle rule since the listing
+                continue
+            raise
         site = site_from_key(key, logs_prefix)
         try:
             pop.add_lines(iter_gzip_lines(body), site=site,
                           region=pop.site_region.get(site, ""))
-        except (OSError, EOFError, json.JSONDecodeError):
+        except (OSError, EOFError, zlib.error, json.JSONDecodeError):
             pop.bad_lines += 1  # a corrupt or truncated object: keep what was read
+            corrupt += 1
         finally:
             body.close()
         files += 1
-    return {"files": files, "skipped_old": skipped}
+    return {"files": files, "skipped_old": skipped, "corrupt": corrupt, "gone": gone}

@@ -126,3 +126,22 @@ def test_million_lines_from_s3_in_bounded_memory(s3_endpoint: str, s3_bucket: st
     # no assertion on time (a shared 2-core box); the figure goes to the report
     print(f"read {n_lines} lines in {took:.1f} s ({n_lines / took:,.0f} lines/s), "
           f"peak {pop.peak_counters()} counters/scope")
+
+
+def test_corrupt_and_truncated_log_objects_are_skipped_not_fatal(s3_endpoint: str,
+                                                                s3_bucket: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    now = time.time()
+    good = "\n".join(_rec("/a", now - i).to_json() for i in range(10)).encode()
+    gz = gzip.compress(good)
+    s3.put_object(Bucket=s3_bucket, Key=f"logs/lon/lon-1/{int(now)}-1-1.jsonl.gz", Body=gz)
+    s3.put_object(Bucket=s3_bucket, Key=f"logs/lon/lon-1/{int(now)}-1-2.jsonl.gz",
+                  Body=gz[: len(gz) // 2])  # cut mid-stream
+    s3.put_object(Bucket=s3_bucket, Key=f"logs/lon/lon-1/{int(now)}-1-3.jsonl.gz",
+                  Body=gz[:10] + bytes(len(gz) - 10))  # garbage deflate data
+    s3.put_object(Bucket=s3_bucket, Key=f"logs/lon/lon-1/{int(now) - 10**6}-1-4.jsonl.gz",
+                  Body=gz)  # too old to matter
+    pop = Popularity(3600.0)
+    res = read_logs(s3, s3_bucket, "logs/", pop, now=now, max_age=36000)
+    assert res["files"] == 3 and res["skipped_old"] == 1 and res["corrupt"] == 2
+    assert pop.sites["lon"].get("/a", now) >= 9.9  # the good file counted in full
