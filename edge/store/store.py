@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from contracts.keys import chunk_key, split_chunk_key
 from contracts.reports import TierUsage
+from edge.store import rebuild
 from edge.store.fsio import (
     DiskFull,
     FaultHook,
@@ -39,7 +40,7 @@ from edge.store.fsio import (
 )
 from edge.store.janitor import Janitor
 from edge.store.journal import POLL_INTERVAL, Journal
-from edge.store.layout import META_NAME, Layout, key_hash, parse_chunk_name, temp_owner
+from edge.store.layout import META_NAME, Layout, parse_chunk_name
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef, Entry
 from edge.store.tiers import PolicyTier
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ChunkRef", "ChunkWriter", "DiskFull", "ObjectMeta", "Store", "StoreConfig"]
 
-STALE_TEMP_AGE = 3600.0  # a temp file this old is garbage even if its pid number is alive again
 DISK_FULL_RETRY = 1.0  # while full, let one write try every this many seconds
 
 
@@ -117,7 +117,8 @@ class Store:
         if self._loader is not None:
             return
         self.rebuilding = True
-        self._loader = threading.Thread(target=self._load, name="edge-store-loader", daemon=True)
+        self._loader = threading.Thread(target=rebuild.run, args=(self,),
+                                        name="edge-store-loader", daemon=True)
         self._loader.start()
 
     async def wait_rebuilt(self, timeout: float | None = None) -> bool:
@@ -652,145 +653,6 @@ class Store:
         except OSError:
             pass
 
-    # -- internals: the loader --------------------------------------------------------------------
-    def _load(self) -> None:
-        """Rebuild the index from disk (like nginx's cache loader), throttled by cfg."""
-        try:
-            self._clean_temp()
-            n = 0
-            for d in self._dirs_oldest_first():
-                if self._closing:
-                    break
-                try:
-                    for _ in range(3):  # again if another worker changed something meanwhile
-                        if self._load_object(d):
-                            break
-                except OSError:
-                    log.warning("loader skipped %s", d, exc_info=True)
-                n += 1
-                if self.cfg.loader_sleep > 0 and n % max(1, self.cfg.loader_batch) == 0:
-                    time.sleep(self.cfg.loader_sleep)
-        except Exception:
-            log.exception("cache loader failed")
-        finally:
-            self.rebuilding = False
-            self.rebuilt.set()
-        for t in self.layout.old_trees():  # another chunk size's tree: garbage, maybe large
-            if self._closing:
-                break
-            shutil.rmtree(t, ignore_errors=True)
-
-    def _dirs_oldest_first(self) -> list[str]:
-        """Object dirs by meta.json mtime, so the policy's recency after a restart follows
-        when objects were stored (garbage without meta first) rather than hash order."""
-        dated = []
-        for d in self.layout.object_dirs():
-            if self._closing:
-                break
-            try:
-                t = os.stat(f"{d}/{META_NAME}").st_mtime
-            except OSError:
-                t = 0.0
-            dated.append((t, d))
-        dated.sort()
-        return [d for _, d in dated]
-
-    def _clean_temp(self) -> None:
-        """Temp files of dead processes are garbage (a crash mid-write leaves only these)."""
-        now = time.time()
-        try:
-            names = os.listdir(self.layout.tmp)
-        except FileNotFoundError:
-            return
-        me = os.getpid()
-        for n in names:
-            pid = temp_owner(n)
-            if pid is None or pid == me:
-                continue
-            p = f"{self.layout.tmp}/{n}"
-            if _pid_alive(pid):
-                try:
-                    if now - os.stat(p).st_mtime < STALE_TEMP_AGE:
-                        continue
-                except FileNotFoundError:
-                    continue
-            if os.path.isdir(p):  # a hard-removed object dir whose deletion was cut short
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                unlink_quiet(p)
-
-    def _load_object(self, d: str) -> bool:
-        """Index one object directory and remove its garbage; False: retry (raced a change)."""
-        changes = self._changes
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:  # removed meanwhile (purge, another worker's loader)
-            return True
-        try:
-            with open(f"{d}/{META_NAME}", "rb") as f:
-                m: ObjectMeta | None = ObjectMeta.from_json(f.read())
-        except (FileNotFoundError, ValueError):
-            m = None
-        if m is not None and key_hash(m.key) != os.path.basename(d):
-            m = None
-        if m is None:  # purged, crashed before meta, or damaged: nothing here is reachable
-            if META_NAME in names and not self._meta_fresh(d):
-                unlink_quiet(f"{d}/{META_NAME}")
-            for n in names:
-                if parse_chunk_name(n) and not self._meta_fresh(d):
-                    unlink_quiet(f"{d}/{n}")
-            self._rmdir_quiet(d)
-            return True
-        key, version, count = m.key, m.version, self.chunk_count(m)
-        good: list[tuple[int, str, int]] = []
-        for n in names:
-            pv = parse_chunk_name(n)
-            if pv is None:
-                continue
-            v, i = pv
-            p = f"{d}/{n}"
-            if v != version or i >= count:
-                if not self._chunk_valid(self._read_meta_file(key), v, i):
-                    unlink_quiet(p)
-                continue
-            want = min(self._cs, m.size - i * self._cs)
-            try:
-                size = os.stat(p).st_size
-            except FileNotFoundError:
-                continue
-            if size != want:
-                unlink_quiet(p)
-                continue
-            good.append((i, p, want))
-        victims: list[tuple[str, str]] = []
-        with self._lock:
-            if changes != self._changes:
-                return False
-            e = self._objs.get(key)
-            if e is None:
-                if not os.path.exists(f"{d}/{META_NAME}"):
-                    return True  # hard-removed while we read it
-                e = self._objs[key] = Entry(m, version)
-            elif e.version != version:
-                return True  # changed since we read it: the live path owns it now
-            for i, p, size in good:
-                e.chunks.setdefault(i, ChunkRef(p, size))
-                ck = chunk_key(key, i)
-                if self._owned(ck) and self.disk.fits(size):
-                    victims += self._drop_victims_locked(self.disk.insert(ck, size, p))
-        if victims:
-            self._janitor.submit(self._unlink_victims, victims)
-        return True
-
-    def _meta_fresh(self, d: str) -> bool:
-        """True if a valid meta.json appeared in d since we looked (a concurrent put_meta)."""
-        try:
-            with open(f"{d}/{META_NAME}", "rb") as f:
-                m = ObjectMeta.from_json(f.read())
-        except (FileNotFoundError, ValueError):
-            return False
-        return key_hash(m.key) == os.path.basename(d)
-
     # -- checks -------------------------------------------------------------------------------------
     def check(self) -> None:
         """Invariants (tests, off the hot path)."""
@@ -803,13 +665,3 @@ class Store:
                 for i, r in e.mem.items():
                     assert r.data is not None and len(r.data) == r.length
                     assert self.memory.paths.get(chunk_key(key, i)) == r.path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
