@@ -25,7 +25,7 @@ from typing import Any
 
 from edge.http.cachekey import vary_fields, vary_values
 from edge.http.model import StoredResponse
-from edge.http.revalidate import conditional_headers, merge_not_modified
+from edge.http.revalidate import conditional_headers, merge_not_modified, not_modified_applies
 from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
 from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
 from edge.store.meta import ObjectMeta
@@ -343,6 +343,9 @@ class Flights:
                                 self.stats.disk_full_since = self.clock()
                                 writer.abort()
                                 writer = None
+                            except ValueError:  # the store dropped it (purged, re-versioned)
+                                writer.abort()
+                                writer = None
                     if pos == chunk_end:
                         if cur is not None:
                             cur.finish()
@@ -459,6 +462,11 @@ class Flights:
                 continue
             if resp.status == 304 and stale is not None:
                 resp.release()
+                if not not_modified_applies(stored_of(stale), strip_hop_by_hop(rh)):
+                    stale = None  # §4.3.4: the 304 is for another representation: refetch
+                    fwd = {k: v for k, v in fwd.items() if k not in _NOT_FORWARDED}
+                    attempt = 0
+                    continue
                 merged = merge_not_modified(stored_of(stale), strip_hop_by_hop(rh), t_req, t_resp)
                 merged.headers = {k: v for k, v in merged.headers.items() if k not in _NOT_STORED}
                 meta = stale.with_stored(merged)

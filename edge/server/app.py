@@ -87,7 +87,7 @@ class Counters:
 class MetaView:
     """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
 
-    __slots__ = ("block", "lifetime", "lm", "ctype")
+    __slots__ = ("block", "lifetime", "lm", "ctype", "date")
 
     def __init__(self, meta: ObjectMeta) -> None:
         lines = [f"{k}: {v}\r\n" for k, v in meta.headers.items() if k not in _COMPUTED]
@@ -95,6 +95,7 @@ class MetaView:
         self.lifetime = freshness_lifetime(meta.headers, response_time=meta.response_time)
         self.lm = parse_http_date(meta.last_modified)
         self.ctype = meta.headers.get("content-type", meta.content_type)
+        self.date = parse_http_date(meta.headers.get("date"))
 
 
 class EdgeApp:
@@ -114,6 +115,8 @@ class EdgeApp:
         self.tokens = cfg.tokens.secrets if cfg.tokens.required else None
         self.hit_for_pass: dict[str, float] = {}
         self._views: dict[tuple[str, str, float, bool], MetaView] = {}
+        self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
+        self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.conns: set[HttpConnection] = set()
         self.ops: Any = None  # edge.server.ops.Ops, set by the node
@@ -185,11 +188,18 @@ class EdgeApp:
     def content(self, conn: HttpConnection, req: Request) -> None:
         self.counters.content_requests += 1
         method = req.method
-        try:
-            npath = normalize_path(req.path)
-        except BadPath as e:
-            self.simple(conn, req, 400, f"bad path: {e}", "error")
-            return
+        memo = self._paths.get(req.path)
+        if memo is None:
+            try:
+                npath = normalize_path(req.path)
+            except BadPath as e:
+                self.simple(conn, req, 400, f"bad path: {e}", "error")
+                return
+            if len(self._paths) > 50000:
+                self._paths.clear()
+            self._paths[req.path] = npath
+        else:
+            npath = memo
         peer = conn.internal and PEER_HEADER in req.headers
         if not conn.internal:
             req.headers.pop(PEER_HEADER, None)
@@ -199,8 +209,16 @@ class EdgeApp:
             if res is not TokenResult.OK:
                 self.simple(conn, req, 403, res.value, "error")
                 return
-        query = req.query if self.origin.kind == "http" else ""
-        key = object_key(npath, query)
+        if self.origin.kind == "http" and req.query:
+            query = req.query
+            key = object_key(npath, query)
+        else:
+            query = ""
+            key = self._keys.get(npath)
+            if key is None:
+                if len(self._keys) > 50000:
+                    self._keys.clear()
+                key = self._keys[npath] = object_key(npath, "")
         if method != "GET" and method != "HEAD":
             if method in self.origin.supports_methods:
                 self._spawn(self.passthrough(conn, req, npath, key, "method"))
@@ -334,9 +352,10 @@ class EdgeApp:
         size = meta.size
         if (len(h) > 2 and ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
                             or "if-unmodified-since" in h)):
-            pre = evaluate_preconditions(req.method, h, meta.etag, view.lm)
+            pre = evaluate_preconditions(req.method, h, meta.etag, view.lm, date=view.date)
             if pre is Precondition.NOT_MODIFIED:
-                self._head(conn, req, 304, view, None, age, cs, None, None, peer, meta)
+                conn.write_head(self._head(conn, req, 304, view, None, age, cs, None, None,
+                                           peer, meta))
                 self._log(conn, req, 304, word)
                 conn.finish()
                 return
@@ -345,7 +364,8 @@ class EdgeApp:
                 return
         ranges: list[tuple[int, int]] | None = None
         rh = h.get("range")
-        if rh is not None and req.method == "GET" and if_range_ok(h, meta.etag, view.lm):
+        if rh is not None and req.method == "GET" and if_range_ok(h, meta.etag, view.lm,
+                                                                    date=view.date):
             spec = parse_range(rh, size, self.limits.max_ranges)
             if spec.kind is RangeKind.UNSATISFIABLE:
                 self.simple(conn, req, 416, "range not satisfiable", word, cs=cs,
@@ -378,12 +398,13 @@ class EdgeApp:
             word = "partial"
             cs = cache_status(hit=False, fwd="partial", stored=True,
                               ttl=view.lifetime - age)
-        self._head(conn, req, status, view, clen, age, cs, crange, ctype, peer, meta)
+        head = self._head(conn, req, status, view, clen, age, cs, crange, ctype, peer, meta)
         if req.method == "HEAD" or not body:
+            conn.write_head(head)
             self._log(conn, req, status, word)
             conn.finish()
             return
-        self.send_body(conn, req, meta, body, 0, status, word, npath)
+        self.send_body(conn, req, meta, body, 0, status, word, npath, head)
 
     def _plan(self, body: list[Any], meta: ObjectMeta, a: int, b: int) -> None:
         """Body items for object bytes [a, b): (chunk index, offset in chunk, length, ref)."""
@@ -410,7 +431,7 @@ class EdgeApp:
 
     def _head(self, conn: HttpConnection, req: Request, status: int, view: MetaView,
               clen: int | None, age: float, cs: str, crange: str | None, ctype: str | None,
-              peer: bool, meta: ObjectMeta) -> None:
+              peer: bool, meta: ObjectMeta) -> bytes:
         parts = [status_line(status), view.block]
         if ctype is not None:
             parts.append(f"content-type: {ctype}\r\n".encode("latin-1", "replace"))
@@ -428,20 +449,23 @@ class EdgeApp:
         elif req.http10:
             parts.append(KEEP_ALIVE_10)
         parts.append(b"\r\n")
-        conn.write_head(b"".join(parts))
+        return b"".join(parts)
 
     # ---- body sending: sync as far as possible, then a task --------------------------------
     def send_body(self, conn: HttpConnection, req: Request, meta: ObjectMeta, body: list[Any],
-                  i: int, status: int, word: str, npath: str) -> None:
+                  i: int, status: int, word: str, npath: str, head: bytes = b"") -> None:
+        """Send the header and body items without awaiting as far as the socket allows. Small
+        pieces go out with the header in one write (one send() per small hit); large disk
+        pieces with os.sendfile once the transport's buffer is empty."""
         n = len(body)
         store = self.store
+        pend: list[Any] = [head] if head else []
+        nb = 0
         while i < n:
-            if conn.closed:
-                self._log(conn, req, status, word)
-                return
             it = body[i]
             if type(it) is not tuple:
-                conn.write(it)
+                pend.append(it)
+                nb += len(it)
                 i += 1
                 continue
             index, off, ln, ref = it
@@ -449,11 +473,24 @@ class EdgeApp:
                 break
             if ref.data is not None and (ln < SENDFILE_MIN or not ref.path
                                          or not self.use_sendfile):
+                if ln < SENDFILE_MIN:
+                    pend.append(memoryview(ref.data)[off:off + ln])
+                    nb += ln
+                    i += 1
+                    continue
+                if pend:
+                    conn.write_joined(pend, nb)
+                    pend, nb = [], 0
                 conn.write(memoryview(ref.data)[off:off + ln])
                 i += 1
                 if conn.write_paused:
                     break
                 continue
+            if pend:
+                conn.write_joined(pend, nb)
+                pend, nb = [], 0
+            if conn.closed:
+                break
             if not self.use_sendfile or conn.buffered() or conn.sockfd < 0:
                 break
             try:
@@ -469,13 +506,17 @@ class EdgeApp:
                 conn.abort()
                 self._log(conn, req, status, word)
                 return
+            os.close(fd)
             if sent == ln:
-                os.close(fd)
                 i += 1
                 continue
-            os.close(fd)
             body[i] = (index, off + sent, ln - sent, ref)
             break
+        if pend:
+            conn.write_joined(pend, nb)
+        if conn.closed:
+            self._log(conn, req, status, word)
+            return
         if i >= n:
             self._log(conn, req, status, word)
             conn.finish()

@@ -107,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
         # response state, read by the app
         self.keep_alive = True
         self.sent = 0
+        self.last_active = self.loop.time()
 
     # ---- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -263,9 +264,6 @@ class HttpConnection(asyncio.Protocol):
             self.busy = True
             self.keep_alive = req.keep_alive
             self.sent = 0
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
             self.app.handle(self, req)
         if self.paused_reading and len(self.queue) < MAX_PIPELINE // 2 and self.transport:
             self.paused_reading = False
@@ -280,9 +278,10 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
             self.closed = True
             return
+        self.last_active = self.loop.time()
         if self.queue:
             self.loop.call_soon(self._next)
-        else:
+        elif self.timer is None:
             self._arm_timer()
 
     def abort(self) -> None:
@@ -299,10 +298,17 @@ class HttpConnection(asyncio.Protocol):
         self.timer = self.loop.call_later(self.keepalive, self._idle)
 
     def _idle(self) -> None:
+        """One timer per connection, re-armed only when it fires (not per request)."""
         self.timer = None
-        if not self.busy and self.transport is not None and not self.closed:
-            self.transport.close()
-            self.closed = True
+        if self.closed or self.transport is None:
+            return
+        left = self.last_active + self.keepalive - self.loop.time()
+        if self.busy or left > 0.01:
+            self.timer = self.loop.call_later(max(left, self.keepalive / 4) if not self.busy
+                                              else self.keepalive, self._idle)
+            return
+        self.transport.close()
+        self.closed = True
 
     def _fail(self, status: int, reason: str) -> None:
         """Answer a request we could not parse and close: the stream is out of sync."""
@@ -326,6 +332,12 @@ class HttpConnection(asyncio.Protocol):
         """The status line and header block (not counted as body bytes)."""
         if not self.closed and self.transport is not None:
             self.transport.write(data)
+
+    def write_joined(self, parts: list[Any], body_bytes: int) -> None:
+        """Several pieces (header and/or small body pieces) in one write: one send()."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(b"".join(parts) if len(parts) > 1 else parts[0])
+            self.sent += body_bytes
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.closed and self.transport is not None:
