@@ -51,6 +51,8 @@ class SteerBenchResult:
     p99_ms: float
     server_cpu_s: float
     decisions_per_cpu_s: float
+    idle_cpu_fraction: float  # server CPU with no load (probing 200 edges, ticker)
+    cpu_us_per_decision: float  # server CPU per decision, idle share subtracted
     sample_targets: int  # URLs in one answer (edges + CloudFront)
     decision_log: bool
 
@@ -168,10 +170,14 @@ class StubEdges:
 
         cap = CAPACITY_MBPS * 1e6 / 8
 
+        base: dict[str, float] = {}
+
         async def healthz(request: web.Request) -> web.Response:
             name = request.match_info["name"]
-            # ~5% of edges sit in the shedding band, the rest at 10-70% load
-            load = 0.87 if hash(name) % 20 == 0 else self.rng.uniform(0.1, 0.7)
+            # ~5% of edges sit in the shedding band, the rest at 10-70% load, drifting
+            if name not in base:
+                base[name] = 0.87 if len(base) % 20 == 0 else self.rng.uniform(0.1, 0.7)
+            load = max(0.0, base[name] + self.rng.uniform(-0.03, 0.03))
             return web.json_response({"status": "ok", "active_connections": 10,
                                       "egress_bps": load * cap, "capacity_bps": cap,
                                       "hit_ratio": 0.9})
@@ -271,6 +277,9 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             if warmup > 0:
                 await _load(tool, port, script, clients, titles, connections, warmup,
                             client_cores)
+            c_idle, t_idle = cpu_seconds(proc.pid), time.monotonic()
+            await asyncio.sleep(2.0)
+            idle = (cpu_seconds(proc.pid) - c_idle) / (time.monotonic() - t_idle)
             cpu0 = cpu_seconds(proc.pid)
             res = await _load(tool, port, script, clients, titles, connections, duration,
                               client_cores)
@@ -291,6 +300,8 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         decisions_per_s=round(n / secs, 1) if secs else 0.0,
         p50_ms=round(res["p50_us"] / 1000, 3), p99_ms=round(res["p99_us"] / 1000, 3),
         server_cpu_s=round(cpu, 3), decisions_per_cpu_s=round(n / cpu, 1) if cpu else 0.0,
+        idle_cpu_fraction=round(idle, 4),
+        cpu_us_per_decision=round((cpu - idle * secs) / n * 1e6, 1) if n else 0.0,
         sample_targets=sample, decision_log=decision_log)
 
 
@@ -324,7 +335,8 @@ def format_result(r: SteerBenchResult) -> str:
             f"  {r.decisions_per_s:,.0f} decisions/s   p50 {r.p50_ms:.2f} ms   "
             f"p99 {r.p99_ms:.2f} ms   errors {r.errors}\n"
             f"  server CPU {r.server_cpu_s:.2f} s -> {r.decisions_per_cpu_s:,.0f} decisions "
-            f"per CPU-second")
+            f"per CPU-second; idle (probes) {r.idle_cpu_fraction:.1%} of a core; "
+            f"{r.cpu_us_per_decision:.0f} µs CPU per decision net of idle")
 
 
 def result_json(r: SteerBenchResult) -> str:

@@ -31,6 +31,7 @@ from steering.traffic import TrafficShifter
 
 _SAFE = "/-._~!$&'()*+,;=:@"
 _MEMO_MAX = 100_000
+REORDER_S = 5.0  # at most this often, load-band changes re-sort the sites per location
 _CF_REST = ',"kind":"cloudfront","edge":"","site":"","region":"","distance_km":0.0}'
 
 
@@ -97,6 +98,7 @@ class Steering:
         self._gen = 0
         self._bands: dict[str, int] = {}
         self._serving: frozenset[str] = frozenset()
+        self._reordered_at = 0.0
         self._order_gen = 0
         self._factors: tuple[dict[str, float], dict[str, float]] = ({}, {})
         self.view = View(0, {}, {}, {}, {}, 0)
@@ -170,8 +172,8 @@ class Steering:
 
     def rebuild(self, now: float, force: bool = False) -> None:
         """New view: current loads and region factors. ``gen`` bumps when the serving set
-        changes, ``order_gen`` also when some edge changes load band (0.05 wide): the memos
-        that key on them are rebuilt lazily, so a steady fleet keeps them warm."""
+        changes, ``order_gen`` also when some edge changed load band (0.05 wide), at most
+        every REORDER_S: the memos keyed on them are rebuilt lazily."""
         loads = {n: round(h.load, 3) for n, h in self.health.items() if h.serving}
         serving = frozenset(loads)
         bands = {n: int(x * 20) if x < 1e9 else -1 for n, x in loads.items()}
@@ -179,9 +181,14 @@ class Steering:
             self._serving = serving
             self._gen += 1
             self._order_gen += 1
-        elif bands != self._bands:
+            self._bands = bands
+            self._reordered_at = now
+        elif bands != self._bands and now - self._reordered_at >= REORDER_S:
+            # load only breaks distance ties: re-sorting every location's sites at most
+            # every few seconds is enough (shedding always reads the live loads)
             self._order_gen += 1
-        self._bands = bands
+            self._bands = bands
+            self._reordered_at = now
         weight, keep = self.shifter.factors(now)
         self.view = View.build(self._gen, self._order_gen, loads, self.fleet, weight, keep)
         if (weight, keep) != self._factors:

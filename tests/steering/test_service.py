@@ -58,6 +58,11 @@ def test_view_generation_moves_only_on_serving_set_or_load_band(mmdb_path: Path)
     st.on_probe("lon-1", ok=True, load=0.5, now=6)  # new band: site order may change
     st.tick(6)
     assert (st.view.gen, st.view.order_gen) == (g, og + 1)
+    st.on_probe("lon-1", ok=True, load=0.3, now=7)  # re-sorted at most every REORDER_S
+    st.tick(7)
+    assert st.view.order_gen == og + 1 and st.view.edge_load["lon-1"] == 0.3
+    st.tick(11.5)
+    assert st.view.order_gen == og + 2
     for t in (7, 8):
         st.on_probe("lon-1", ok=False, load=0, now=t)
     assert st.view.gen == g + 1 and "lon-1" not in st.view.edge_load
