@@ -274,21 +274,45 @@ def iter_gzip_lines(stream: Any) -> Iterator[bytes]:
         yield from io.BufferedReader(gz, buffer_size=1 << 20)
 
 
-def read_logs(client: Any, bucket: str, logs_prefix: str, pop: Popularity,
-              now: float | None = None, max_age: float | None = None) -> dict[str, int]:
-    """Stream every log object under the prefix into pop; skips files older than max_age."""
+def _folders(client: Any, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, Delimiter="/")
+    return [c["Prefix"] for page in pages for c in page.get("CommonPrefixes", [])]
+
+
+def log_keys(client: Any, bucket: str, logs_prefix: str, since: float | None) -> Iterator[str]:
+    """Log object keys under ``<logs_prefix><site>/<edge>/``; with since, each edge folder is
+    listed from ``StartAfter=<folder><since>`` (names start with a 10-digit unix time), so
+    months of retained logs cost no listing of the old ones."""
     from origin.s3 import list_objects
 
-    now = time.time() if now is None else now
+    if since is None:
+        for obj in list_objects(client, bucket, logs_prefix):
+            yield obj["Key"]
+        return
+    paginator = client.get_paginator("list_objects_v2")
+    for site in _folders(client, bucket, logs_prefix):
+        for edge in _folders(client, bucket, site):
+            start = f"{edge}{max(0, int(since)):010d}"
+            for page in paginator.paginate(Bucket=bucket, Prefix=edge, StartAfter=start):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"]
+
+
+def read_logs(client: Any, bucket: str, logs_prefix: str, pop: Popularity,
+              now: float | None = None, max_age: float | None = None) -> dict[str, int]:
+    """Stream the log objects under the prefix into pop; files older than max_age (by the
+    time in their name) are not read, and not even listed when names follow the shipper's."""
     from botocore.exceptions import ClientError
 
+    now = time.time() if now is None else now
+    since = now - max_age if max_age is not None else None
     files = skipped = corrupt = gone = 0
-    for obj in list_objects(client, bucket, logs_prefix):
-        key = obj["Key"]
+    for key in log_keys(client, bucket, logs_prefix, since):
         if not key.endswith(".jsonl.gz"):
             continue
         ts = log_time_from_key(key)
-        if max_age is not None and ts is not None and ts < now - max_age:
+        if since is not None and ts is not None and ts < since:
             skipped += 1
             continue
         try:
