@@ -53,7 +53,7 @@ from contracts.steer import SteerResponse
 BENCH_KEYS = {
     "titles", "zipf_s", "abandon_p", "abandon_mean", "steering_url", "origin", "s3_endpoint",
     "fault_proxy", "cloudfront_url", "max_buffer", "request_timeout", "connect_timeout", "ramp",
-    "clients", "players", "duration", "speed", "seed", "sessions",
+    "clients", "players", "duration", "speed", "seed", "sessions", "procs",
 }
 
 
@@ -76,6 +76,7 @@ class RunSettings:
     faults: list[FaultAction] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  # edge name -> pid, when known
     progress: bool = False
+    procs: int = 1  # harness processes (players are split between them)
 
 
 def bench_table(fleet: Fleet, scenario_bench: dict[str, Any] | None = None,
@@ -124,10 +125,12 @@ def build_settings(fleet: Fleet, b: dict[str, Any], titles: list[str],
         ramp = float(b.get("ramp", min(5.0, duration / 4)))
         seed = int(b.get("seed", 0))
         sessions = int(b.get("sessions", 0))
+        procs = int(b.get("procs", 1))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[bench]: {e}") from e
-    if players < 1 or duration <= 0 or speed <= 0 or sessions < 0 or ramp < 0:
-        raise ConfigError("players >= 1, duration > 0, speed > 0, sessions >= 0, ramp >= 0")
+    if players < 1 or duration <= 0 or speed <= 0 or sessions < 0 or ramp < 0 or procs < 1:
+        raise ConfigError("players >= 1, duration > 0, speed > 0, sessions >= 0, ramp >= 0, "
+                          "procs >= 1")
     if not 0 <= wl.abandon_p <= 1 or wl.abandon_mean <= 0:
         raise ConfigError("abandon_p in [0,1], abandon_mean > 0")
     steering = str(b.get("steering_url") or "")
@@ -143,20 +146,26 @@ def build_settings(fleet: Fleet, b: dict[str, Any], titles: list[str],
         ramp=ramp, player=pc, origin=str(b.get("origin") or fleet.origin.get("url", "")),
         s3_endpoint=str(b.get("s3_endpoint") or fleet.origin.get("endpoint_url", "")),
         fault_proxy=str(b.get("fault_proxy", "")), cloudfront_url=str(b.get("cloudfront_url", "")),
-        faults=sorted(faults, key=lambda a: a.at),
+        faults=sorted(faults, key=lambda a: a.at), procs=min(procs, players),
     )
 
 
-async def run_players(s: RunSettings, checks: OriginChecksums,
-                      on_tick: Callable[[RunStats, float], None] | None = None) -> dict[str, Any]:
-    """Run the players (and the fault schedule) to the end; returns the report dict."""
+async def run_shard(s: RunSettings, checks: OriginChecksums, shard: int = 0, nshards: int = 1,
+                    on_tick: Callable[[RunStats, float], None] | None = None,
+                    start_at: float | None = None) -> tuple[RunStats, float]:
+    """Players p with p % nshards == shard (and, on shard 0, the fault schedule).
+
+    ``start_at`` (unix time) lines up the clocks of shards running in other processes.
+    Returns the shard's stats and its wall time.
+    """
+    if start_at is not None and start_at > time.time():
+        await asyncio.sleep(start_at - time.time())
     t0 = time.perf_counter()  # not loop.time(): uvloop caches it per loop iteration
 
     def now() -> float:
         return time.perf_counter() - t0
 
-    stats = RunStats(bucket_seconds=min(1.0, max(0.05, round(s.duration / 100, 2))))
-    started_at = time.time()
+    stats = RunStats(bucket_seconds=bucket_seconds(s))
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=False)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                      read_bufsize=1 << 20) as http:
@@ -187,8 +196,11 @@ async def run_players(s: RunSettings, checks: OriginChecksums,
                 stats.session(res)
                 idx += 1
 
-        ctl = FaultController(s.fleet, http, s.steering_url, s.fault_proxy, s.pids)
-        faults = asyncio.create_task(run_schedule(s.faults, ctl, now, stats.event))
+        faults = None
+        my_faults = s.faults if shard == 0 else []
+        if my_faults:
+            ctl = FaultController(s.fleet, http, s.steering_url, s.fault_proxy, s.pids)
+            faults = asyncio.create_task(run_schedule(my_faults, ctl, now, stats.event))
         ticker = None
         if on_tick is not None:
             async def tick() -> None:
@@ -197,22 +209,38 @@ async def run_players(s: RunSettings, checks: OriginChecksums,
                     await asyncio.sleep(0.5)
             ticker = asyncio.create_task(tick())
         try:
-            await asyncio.gather(*(slot(p) for p in range(s.players)))
+            await asyncio.gather(*(slot(p) for p in range(shard, s.players, nshards)))
         finally:
             for task in (faults, ticker):
                 if task is not None and not task.done():
                     task.cancel()
-            for a in s.faults:
+            for a in my_faults:
                 if a.at >= now() and not any(e["what"] == a.describe() for e in stats.events):
                     stats.event(a.at, a.describe(), False, "not reached: run ended first")
-    wall = now()
-    return stats.report({
+    return stats, now()
+
+
+def bucket_seconds(s: RunSettings) -> float:
+    return min(1.0, max(0.05, round(s.duration / 100, 2)))
+
+
+def run_info(s: RunSettings, checks: OriginChecksums, wall: float, started_at: float,
+             procs: int = 1) -> dict[str, Any]:
+    return {
         "seed": s.seed, "players": s.players, "duration": s.duration, "speed": s.speed,
         "sessions_per_player": s.sessions, "titles": list(s.workload.titles),
         "clients": [c.prefix for c in s.workload.clients], "steering_url": s.steering_url,
-        "fleet": s.fleet.source, "checksums_known": len(checks.table),
+        "fleet": s.fleet.source, "checksums_known": len(checks.table), "procs": procs,
         "wall_seconds": round(wall, 3), "started_at": started_at,
-    })
+    }
+
+
+async def run_players(s: RunSettings, checks: OriginChecksums,
+                      on_tick: Callable[[RunStats, float], None] | None = None) -> dict[str, Any]:
+    """Run every player in this process (and the fault schedule); returns the report."""
+    started_at = time.time()
+    stats, wall = await run_shard(s, checks, 0, 1, on_tick)
+    return stats.report(run_info(s, checks, wall, started_at))
 
 
 def summary_lines(rep: dict[str, Any]) -> list[str]:

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, help="playback speed: 1 = real time (default 1)")
     p.add_argument("--seed", type=int, help="seed for clients, titles, abandonment (default 0)")
     p.add_argument("--sessions", type=int, help="plays per player (default: until duration)")
+    p.add_argument("--procs", type=int,
+                   help="harness processes sharing the players (default 1; the live view "
+                        "then shows the first one's share)")
     p.add_argument("--scenario", help="scenario TOML: [[faults]] and [bench] overrides")
     p.add_argument("--fault", action="append", default=[], metavar="T:ACTION[:ARG...]",
                    help="e.g. 30:kill:lon-1, 30:evacuate:eu-west, 10:origin:fail:0.5, "
@@ -66,6 +69,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[RunSettings, OriginChe
     b = bench_table(fleet, scenario_bench, {
         "players": args.players, "duration": args.duration, "speed": args.speed,
         "seed": args.seed, "sessions": args.sessions, "steering_url": args.steering,
+        "procs": args.procs,
         "origin": args.origin, "s3_endpoint": args.s3_endpoint, "fault_proxy": args.fault_proxy,
     })
     checks = load_checksums(fleet, b, not args.no_verify)
@@ -97,7 +101,9 @@ class LiveView:
         from rich.console import Group
         from rich.table import Table
 
-        t = Table(title=f"edgecdn players  {now:5.1f}/{self.s.duration:g}s", expand=False)
+        share = f"  (process 1 of {self.s.procs})" if self.s.procs > 1 else ""
+        t = Table(title=f"edgecdn players  {now:5.1f}/{self.s.duration:g}s{share}",
+                  expand=False)
         for col in ("playing", "plays", "failed", "Mbit/s", "byte hit", "failovers",
                     "corrupt", "errors"):
             t.add_column(col, justify="right")
@@ -126,6 +132,13 @@ def execute(s: RunSettings, checks: OriginChecksums, progress: bool) -> dict[str
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency
         runner = asyncio.run
+    if s.procs > 1:
+        from bench.players_procs import run_multi
+
+        if progress:
+            with LiveView(s) as view:
+                return run_multi(s, checks, runner, view.tick)
+        return run_multi(s, checks, runner)
     if progress:
         with LiveView(s) as view:
             return runner(run_players(s, checks, view.tick))

@@ -51,6 +51,24 @@ def group_cpu(pgid: int) -> float:
     return total
 
 
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(on-CPU, runnable-but-waiting) seconds over all threads, from /proc schedstat: the
+    second number says how much a process was held back by CPU contention."""
+    run = wait = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0, 0.0
+    for t in tasks:
+        try:
+            f = Path(f"/proc/{pid}/task/{t}/schedstat").read_text().split()
+        except OSError:
+            continue
+        run += int(f[0])
+        wait += int(f[1])
+    return run / 1e9, wait / 1e9
+
+
 def synthetic_title(segments: int, size: int) -> dict[str, bytes]:
     rng = random.Random(0)
     out = {}
@@ -72,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", type=int, default=40)
     ap.add_argument("--segment", default="2MiB")
     ap.add_argument("--edge-workers", type=int, default=1)
+    ap.add_argument("--procs", type=int, default=1, help="harness processes")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     import boto3
@@ -141,22 +160,34 @@ name = "r1"
             "players": 1, "duration": 60, "speed": 1000.0, "sessions": 1}), [], [])
         w = execute(warm, checks, False)
         before = {n: group_cpu(procs.pid(n)) for n in ("edge", "steering")}
-        me0 = cpu_seconds(os.getpid())
+        me0 = cpu_seconds(os.getpid())  # children: reaped at the end, counted in cutime
+        sched0 = {n: sched_seconds(pid) for n, pid in
+                  (("harness", os.getpid()), ("edge", procs.pid("edge")))}
         s = build_settings(fleet, bench_table(fleet, None, {
-            "players": args.players, "duration": args.duration, "speed": 10000.0}), [], [])
+            "players": args.players, "duration": args.duration, "speed": 10000.0,
+            "procs": args.procs}), [], [])
         t0 = time.perf_counter()
         rep = execute(s, checks, False)
         wall = time.perf_counter() - t0
         cpu = {n: round(group_cpu(procs.pid(n)) - before[n], 2) for n in before}
         cpu["harness"] = round(cpu_seconds(os.getpid()) - me0, 2)
+        waited = {}
+        for n, pid in (("harness", os.getpid()), ("edge", procs.pid("edge"))):
+            r1, w1 = sched_seconds(pid)
+            waited[n] = {"on_cpu_s": round(r1 - sched0[n][0], 2),
+                         "runnable_waiting_s": round(w1 - sched0[n][1], 2)}
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
         gbps = rep["bytes_total"] * 8 / 1e9 / wall
         out: dict[str, Any] = {
-            "players": args.players, "segment_bytes": parse_size(args.segment),
+            "players": args.players, "procs": args.procs,
+            "segment_bytes": parse_size(args.segment),
             "edge_workers": args.edge_workers, "wall_s": round(wall, 2),
             "bytes": rep["bytes_total"], "gbit_per_s": round(gbps, 3),
             "segments": rep["segments"], "hit_ratio": rep["hit_ratio"],
             "segment_latency_ms": rep["segment_latency_ms"], "cpu_seconds": cpu,
             "cpu_share_of_wall": {k: round(v / wall, 2) for k, v in cpu.items()},
+            "sched_main_process_threads": waited, "load_average_1m": float(load),
             "warmup_bytes": w["bytes_total"], "failed": rep["plays"]["failed"],
         }
         print(json.dumps(out, indent=1))

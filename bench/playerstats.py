@@ -164,6 +164,35 @@ class RunStats:
     def event(self, t: float, what: str, ok: bool, detail: str = "") -> None:
         self.events.append({"t": round(t, 3), "what": what, "ok": ok, "detail": detail})
 
+    def merge(self, o: RunStats) -> None:
+        """Fold in the stats of another shard of the same run (same clock origin)."""
+        for name, src in o.sources.items():
+            mine = self.sources.get(name)
+            if mine is None:
+                self.sources[name] = dict(src)
+            else:
+                for k, v in src.items():
+                    if isinstance(v, int):
+                        mine[k] += v
+        for i, b in o.buckets.items():
+            m = self.buckets[i]
+            m.bytes += b.bytes
+            m.hit_bytes += b.hit_bytes
+            m.requests += b.requests
+            m.hits += b.hits
+            m.errors += b.errors
+            for mine_d, theirs in ((m.by_site, b.by_site), (m.by_region, b.by_region),
+                                   (m.by_source, b.by_source)):
+                for k, v in theirs.items():
+                    mine_d[k] += v
+        self.seg_latencies.extend(o.seg_latencies)
+        self.sessions.extend(o.sessions)
+        self.events = sorted(self.events + o.events, key=lambda e: e["t"])
+        for k in ("segments_ok", "segments_corrupt", "segments_short", "segments_verified",
+                  "segments_unverified", "request_errors", "failovers", "sessions_started"):
+            setattr(self, k, getattr(self, k) + getattr(o, k))
+        self.last_t = max(self.last_t, o.last_t)
+
     # -- reading -----------------------------------------------------------------
     def hit_ratios(self) -> tuple[float | None, float | None]:
         """(byte, object) hit ratio over responses that carried a Cache-Status."""

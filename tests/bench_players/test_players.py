@@ -191,3 +191,22 @@ def test_cache_status_parsing():
     assert parse_cache_status("edgecdn; fwd=miss; stored") == "miss"
     assert parse_cache_status("edgecdn; fwd=stale; collapsed") == "miss"
     assert parse_cache_status(None) == ""
+
+
+def test_players_split_over_processes_give_the_same_report(servers, tmp_path):
+    from bench.players_procs import run_multi
+
+    content = library()
+    fleet, _, _ = start_fleet(servers, tmp_path, content)
+    one = run_harness(fleet, content, **FAST)
+    (tmp_path / "b").mkdir()
+    fleet2, edges2, _ = start_fleet(servers, tmp_path / "b", content)
+    f = load_fleet(fleet2)
+    s = build_settings(f, bench_table(f, None, FAST | {"procs": 2}), [], [])
+    two = run_multi(s, OriginChecksums.from_bodies(content), asyncio.run)
+    assert two["run"]["procs"] == 2
+    da, db = without_timing(one), without_timing(two)
+    for d in (da, db):
+        for k in ("steering_url", "fleet", "procs"):
+            d["run"].pop(k)
+    assert da == db
