@@ -307,7 +307,22 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
     conf = {k: v for k, v in asdict(cfg).items() if k != "classes"}
     conf["classes"] = [asdict(c) for c in cfg.classes]
     conf["clk_tck"] = procstat.CLK_TCK
+    conf["source"] = source_version()
     return Report(conf, samples, med, rat, targets(rat))
+
+
+def source_version() -> str:
+    """The tree being measured (commit, and "+dirty" with uncommitted changes), for the record."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "edge", "contracts"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 def check_deps(cfg: BenchConfig, path: str | None = None) -> Plan:

@@ -110,6 +110,7 @@ def print_report(rep: sv.Report, console) -> None:
             for sc, vals in by_size.items():
                 r.add_row(pair, sc, *(f"{vals[m]:.2f}" for m in sv.RATIO_METRICS))
         console.print(r)
+    console.print(f"measured tree: {rep.config.get('source', '?')}")
     for tg in rep.targets:
         mark = {True: "[green]met[/]", False: "[red]NOT met[/]", None: "[dim]not measured[/]"}
         val = "-" if tg.value is None else f"{tg.value:.2f}"
@@ -167,6 +168,9 @@ def main(a: argparse.Namespace) -> int:
     except (sv.BenchError, RuntimeError, OSError) as e:
         err.print(f"[red]bench serve failed:[/] {e}")
         return 1
+    except KeyboardInterrupt:  # every process was stopped by run()'s cleanup
+        err.print("bench serve: interrupted")
+        return 130
     finally:
         shutil.rmtree(plan.workdir, ignore_errors=True)
     if a.json:
