@@ -272,6 +272,7 @@ class Player:
                 if wait > 0:
                     await asyncio.sleep(min(wait, max(0.0, ctx.deadline - ctx.now())))
                 if ctx.now() >= ctx.deadline:
+                    res.cut = True
                     break
                 nxt = choose_variant(variants, ctx.throughput.get(self.plan.player),
                                      buf.level, cur, ctx.cfg.abr_safety)

@@ -28,6 +28,7 @@ returns, steering's admin API and the origin fault proxy for faults.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,8 +101,6 @@ def build_settings(fleet: Fleet, b: dict[str, Any], titles: list[str],
             ClientPrefix(str(c["prefix"]), float(c.get("weight", 1.0)), str(c.get("label", "")))
             for c in b.get("clients", [])
         )
-        import ipaddress
-
         for c in clients:
             ipaddress.ip_network(c.prefix, strict=False)
             if c.weight < 0:

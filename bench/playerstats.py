@@ -51,6 +51,7 @@ class SessionResult:
     segments: int = 0  # segments played
     planned_segments: int = 0
     abandoned: bool = False
+    cut: bool = False  # the run ended mid-play (not a failure)
     failovers: int = 0
     resteers: int = 0
     corrupt: int = 0
@@ -255,6 +256,7 @@ class RunStats:
                 "failed": len(failed),
                 "failed_reasons": dict(sorted(reasons.items())),
                 "abandoned": sum(1 for s in done if s.abandoned),
+                "cut_by_run_end": sum(1 for s in done if s.cut),
                 "titles": _count(s.title for s in done),
             },
             "startup_s": _summary(startups),
