@@ -43,6 +43,7 @@ class OriginConfig:
     first_byte_timeout: float = 5.0
     read_timeout: float = 5.0
     default_ttl: float = 300.0
+    stale_if_error: float = 86400.0
     max_connections: int = 256
     hit_for_pass: float = 60.0
 
@@ -192,6 +193,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         first_byte_timeout=_num(doc, "origin", "first_byte_timeout", 5.0, lo=0.001),
         read_timeout=_num(doc, "origin", "read_timeout", 5.0, lo=0.001),
         default_ttl=_num(doc, "origin", "default_ttl", 300.0),
+        stale_if_error=_num(doc, "origin", "stale_if_error", 86400.0),
         max_connections=int(_num(doc, "origin", "max_connections", 256, lo=1)),
         hit_for_pass=_num(doc, "origin", "hit_for_pass", 60.0),
     )

@@ -27,6 +27,8 @@ def socket_path(run_dir: Path, worker: int) -> Path:
 
 
 class _UnixFetcher(AiohttpFetcher):
+    max_field_size = 1 << 20  # the owner's meta travels in a header
+
     def __init__(self, cfg: OriginConfig, path: str) -> None:
         super().__init__(cfg)
         self.path = path
@@ -49,6 +51,9 @@ class PeerOrigin:
                     body: bytes | None = None) -> OriginResponse:
         url = "http://edge-worker" + quote_path(path) + (f"?{query}" if query else "")
         return await self.fetcher.request(method, url, headers, None)
+
+    async def fetch_post(self, path: str, body: bytes) -> OriginResponse:
+        return await self.fetcher.request("POST", "http://edge-worker" + path, {}, body)
 
     async def close(self) -> None:
         await self.fetcher.close()

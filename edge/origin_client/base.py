@@ -116,6 +116,8 @@ def quote_path(path: str) -> str:
 class AiohttpFetcher:
     """One pooled aiohttp session with the configured timeouts; shared by both origin kinds."""
 
+    max_field_size = 16384
+
     def __init__(self, cfg: OriginConfig) -> None:
         self.cfg = cfg
         self.session: aiohttp.ClientSession | None = None
@@ -130,6 +132,7 @@ class AiohttpFetcher:
                                             sock_read=self.cfg.read_timeout)
             self.session = aiohttp.ClientSession(
                 connector=conn, timeout=timeout, auto_decompress=False,
+                max_field_size=self.max_field_size,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             )
 

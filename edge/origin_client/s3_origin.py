@@ -74,7 +74,10 @@ class S3Origin:
                if not k.startswith("x-amz-") and k not in ("server",)}
         ttl = self.cfg.default_ttl
         if ttl > 0 and "cache-control" not in out and "expires" not in out:
-            out["cache-control"] = f"s-maxage={int(ttl)}"
+            cc = f"max-age={int(ttl)}"
+            if self.cfg.stale_if_error > 0:
+                cc += f", stale-if-error={int(self.cfg.stale_if_error)}"
+            out["cache-control"] = cc
         return out
 
     async def close(self) -> None:

@@ -71,6 +71,7 @@ BOUNDARY = "edgecdn-byteranges-7f3a9c"
 # measured (bench serve): transport.write of a 2 MiB bytes costs ~2.4x the CPU of os.sendfile
 # of the same page-cached file; below this size both cost the same, so memory wins there
 SENDFILE_MIN = 64 * 1024
+HITS_PATH = "/_edgecdn/hits"  # internal listener only: batched remote hits for the owner
 
 
 @dataclass(slots=True)
@@ -175,6 +176,9 @@ class EdgeApp:
             return
         if not conn.public and not conn.internal:
             self.simple(conn, req, 404, "not found", "error")
+            return
+        if path == HITS_PATH and conn.internal and req.method == "POST":
+            self._remote_hits_in(conn, req)
             return
         if path == "/healthz" and self.ops is not None:
             self.ops.healthz(conn, req)
@@ -421,9 +425,8 @@ class EdgeApp:
                 if fl is not None and fl.done and fl.error is None:
                     ref = ChunkRef("", len(fl.buf), fl.buf)  # complete, commit under way
             if ref is not None:
-                if self.owns is None or self.owns(f"{meta.key}#{i}"):
-                    store.record_hit(meta, i)
-                else:
+                store.record_hit(meta, i)  # disk policy only for owned keys, memory for all
+                if self.owns is not None and not self.owns(f"{meta.key}#{i}"):
                     self.remote_hits.append((f"{meta.key}#{i}", cend - cstart))
             body.append((i, a - cstart, n, ref))
             a += n
@@ -721,6 +724,34 @@ class EdgeApp:
             return
         self._log(conn, req, status, word)
         conn.finish()
+
+    # ---- multi-worker: hits on other workers' chunks go to their owner's policy ------------
+    def send_remote_hits(self) -> None:
+        """Batch of hits this worker served for chunks another worker owns (once a second)."""
+        hits, self.remote_hits = self.remote_hits, []
+        peers = self.flights.peer_for
+        by_peer: dict[Any, list[str]] = {}
+        for ck, size in hits:
+            p = peers(ck)
+            if p is not None:
+                by_peer.setdefault(p, []).append(f"{size} {ck}")
+        for p, lines in by_peer.items():
+            self._spawn(self._post_hits(p, "\n".join(lines).encode()))
+
+    async def _post_hits(self, peer: Any, body: bytes) -> None:
+        with contextlib.suppress(Exception):
+            resp = await peer.fetch_post(HITS_PATH, body)
+            resp.release()
+
+    def _remote_hits_in(self, conn: HttpConnection, req: Request) -> None:
+        pairs = []
+        for line in req.body.decode("utf-8", "replace").splitlines():
+            size, _, ck = line.partition(" ")
+            if size.isdigit() and ck:
+                pairs.append((ck, int(size)))
+        with contextlib.suppress(Exception):
+            self.store.record_remote_hits(pairs)
+        self.respond(conn, req, 204, {}, b"", "edgecdn; fwd=bypass; detail=internal", "ops")
 
     # ---- stop ------------------------------------------------------------------------------
     async def drain_connections(self, timeout: float) -> None:

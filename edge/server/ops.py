@@ -62,7 +62,7 @@ class Ops:
             self.egress_bps = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
         self.flush_log()
         self.metrics.sync(self.app, self.flights, self.store)
-        if self.app.remote_hits and hasattr(self.app, "send_remote_hits"):
+        if self.app.remote_hits:
             self.app.send_remote_hits()
         if self.workers > 1:
             self._write_snapshot()

@@ -137,3 +137,25 @@ async def test_access_log_spool_files_rotate_to_ready(origin, make_edge, client,
     assert ready and not list(spool.glob("*.jsonl"))
     spooled = [AccessRecord.from_json(x) for p in ready for x in p.read_text().splitlines()]
     assert [r.status for r in spooled] == [206, 200]
+
+
+async def test_disk_full_keeps_serving_without_storing_and_says_so(origin, make_edge, client):
+    import errno
+
+    body = payload(3 * CHUNK)
+    origin.put("/full.ts", body, headers=CC)
+    edge = make_edge(origin.url, cache={"memory": "0"})
+
+    def enospc(op: str, path: str) -> None:
+        if op in ("create", "write", "meta", "rename", "fsync"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    edge.node.store.cfg.fault_hook = enospc
+    for _ in range(2):
+        r = await fetch(client, edge.url + "/full.ts")
+        assert r.status == 200 and r.body == body
+        assert "hit" not in r.cache.split("; ")
+    edge.settle()
+    rep = EdgeReport.from_dict(json.loads((await fetch(client, edge.url + "/healthz")).body))
+    assert rep.status == "degraded" and rep.tiers["disk"].full
+    assert any("disk full" in x for x in rep.reasons)

@@ -30,7 +30,7 @@ async def test_s3_miss_hit_range_head_and_404(s3_endpoint, s3_bucket, make_edge,
     assert not any(k.startswith("x-amz-") for k in r.headers)
     r = await fetch(client, url)
     assert r.body == body and r.cache.startswith("edgecdn; hit; ttl=")
-    assert r.headers["cache-control"] == "s-maxage=60"
+    assert r.headers["cache-control"] == "max-age=60, stale-if-error=86400"
     r = await fetch(client, url, headers={"Range": f"bytes={CHUNK - 1}-{CHUNK}"})
     assert r.status == 206 and r.body == body[CHUNK - 1:CHUNK + 1]
     r = await fetch(client, url, "HEAD")
@@ -96,3 +96,22 @@ async def test_ffmpeg_pulls_hls_through_the_edge(s3_endpoint, s3_bucket, make_ed
     assert via_edge == b"".join(f.read_bytes() for f in segs)
     # ffmpeg's copy holds the same number of TS packets' worth of media (188-byte aligned)
     assert out.stat().st_size % 188 == 0
+
+
+async def test_s3_unreachable_serves_stale_else_502(s3_endpoint, s3_bucket, make_edge, client):
+    s3 = _s3(s3_endpoint)
+    s3.put_object(Bucket=s3_bucket, Key="keep.bin", Body=b"kept" * 10)
+    edge = make_edge(f"s3://{s3_bucket}", origin={"default_ttl": 1, "connect_timeout": 0.3,
+                                                  "first_byte_timeout": 0.5})
+    assert (await fetch(client, edge.url + "/keep.bin")).body == b"kept" * 10
+    edge.call(edge.node.store.purge, "/keep.bin", None, True)  # must revalidate now
+    # S3 goes away: presigned URLs now point at a port where nothing listens
+    origin = edge.node.origin
+    origin.client = boto3.client("s3", endpoint_url="http://127.0.0.1:9",
+                                 region_name="us-east-1")
+    origin._urls.clear()
+    r = await fetch(client, edge.url + "/keep.bin")
+    assert r.status == 200 and r.body == b"kept" * 10
+    assert "stale-if-error" in r.cache
+    r = await fetch(client, edge.url + "/never-cached.bin")
+    assert r.status == 502 and b"unreachable" in r.body
