@@ -8,7 +8,9 @@ Titles are discovered from the same listing (every ``titles/<T>/master.m3u8``).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from contracts.manifest import parse_s3_url
@@ -28,6 +30,19 @@ class OriginChecksums:
             if len(parts) == 4 and parts[1] == "titles" and parts[3] == "master.m3u8":
                 out.append(parts[2])
         return sorted(out)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> OriginChecksums:
+        """Precomputed: a JSON object {"/titles/T/...": [size, "md5hex"], ...}."""
+        try:
+            doc = json.loads(Path(path).read_text())
+            return cls({str(k): (int(v[0]), str(v[1]).strip('"').lower())
+                        for k, v in dict(doc).items()})
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+            raise ValueError(f"checksums file {path}: {e}") from e
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({k: list(v) for k, v in sorted(self.table.items())}))
 
     @classmethod
     def from_bodies(cls, bodies: dict[str, bytes]) -> OriginChecksums:

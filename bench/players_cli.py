@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--origin", help="s3://bucket/prefix for checksums and titles")
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS chain)")
     p.add_argument("--fault-proxy", help="URL of the bench.faultproxy in front of the origin")
+    p.add_argument("--checksums", metavar="FILE",
+                   help='precomputed {"/titles/...": [size, "md5"]} instead of listing S3')
+    p.add_argument("--save-checksums", metavar="FILE",
+                   help="write the checksums read from the origin here (for --checksums)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the origin listing (segments are then unverified)")
     p.add_argument("--json", help="write the JSON report here")
@@ -72,7 +76,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[RunSettings, OriginChe
         "procs": args.procs,
         "origin": args.origin, "s3_endpoint": args.s3_endpoint, "fault_proxy": args.fault_proxy,
     })
-    checks = load_checksums(fleet, b, not args.no_verify)
+    if args.checksums:
+        checks = OriginChecksums.from_json(args.checksums)
+    else:
+        checks = load_checksums(fleet, b, not args.no_verify)
+    if args.save_checksums:
+        checks.to_json(args.save_checksums)
     return build_settings(fleet, b, checks.titles(), faults), checks
 
 

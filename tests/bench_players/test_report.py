@@ -52,6 +52,18 @@ def test_cli_writes_json_and_png_reports(servers, tmp_path, s3_endpoint, s3_buck
     assert img.ndim == 3 and img.shape[0] > 400 and img.shape[1] > 800
     assert "checksum-verified" in out and str(ppath) in out
 
+    # the same run from saved checksums, without listing S3 again
+    sums = tmp_path / "sums.json"
+    assert main(["bench", "players", "--fleet", str(fleet), "--players", "1", "--duration",
+                 "20", "--speed", "40", "--sessions", "1", "--no-progress",
+                 "--save-checksums", str(sums)]) == 0
+    rc = main(["bench", "players", "--fleet", str(fleet), "--players", "2", "--duration", "20",
+               "--speed", "40", "--sessions", "1", "--no-progress", "--checksums", str(sums),
+               "--origin", "s3://no-such-bucket-here/x", "--json", str(jpath)])
+    assert rc == 0
+    rep2 = json.loads(jpath.read_text())
+    assert rep2["segments"]["verified"] == rep2["segments"]["played"] > 0
+
 
 def test_cli_exit_status_says_when_a_segment_was_corrupt(servers, tmp_path, s3_endpoint,
                                                          s3_bucket, capsys):
