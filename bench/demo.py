@@ -344,7 +344,10 @@ def _all_up(layout: FleetLayout) -> bool:
         states = {str(e.get("name")): str(e.get("state", "")) for e in edges}
     elif isinstance(edges, dict):
         states = {k: str(v.get("state", "")) for k, v in edges.items() if isinstance(v, dict)}
-    return all(states.get(e.name) == "up" for e in layout.edges)
+    regions = doc.get("regions", {}) if isinstance(doc, dict) else {}
+    settled = all(float(r.get("keep", 1.0)) >= 0.999 for r in regions.values()
+                  if isinstance(r, dict))  # start-up evacuation ramps back before we start
+    return settled and all(states.get(e.name) == "up" for e in layout.edges)
 
 
 def fill_fleet(o: DemoOptions, layout: FleetLayout, s3: Any, bucket: str, titles: list[str],
