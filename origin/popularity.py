@@ -9,9 +9,11 @@ landmark moves forward (rescaling every counter once) only before the float woul
 Bounded memory: one *capped dict with prune* per scope (``DecayedTopK``), a batched variant
 of Misra-Gries / Space-Saving. Each scope keeps at most ``2 * capacity`` counters; when it
 reaches that, the ``capacity`` largest survive (``heapq.nlargest``, O(n log k), once per
-``capacity`` new keys, so O(log k) amortised per line) and the largest dropped value is kept
-as ``floor``. An object dropped and seen again restarts from 0, so every estimate is low by
-at most ``floor`` and any object whose decayed weight exceeds ``floor`` is in the table.
+``capacity`` new keys, so O(log k) amortised per line). Estimates never exceed the truth: an
+object loses only the weight it had when a prune dropped it (it restarts from 0 if seen
+again), and a prune only drops counters at or below the capacity-th largest, which is at
+most W/capacity (W: all weight so far). So an object holding more than 1/capacity of the
+weight at every prune keeps every count; ``floor`` records the highest threshold used.
 Why this and not count-min + heap: the planner needs the ranked top objects *with* their
 weight, not point queries; a dict update is one C-level hash operation in CPython, while a
 count-min sketch costs d hashes per line in Python and still needs a heap for the top-k.
@@ -69,7 +71,7 @@ class DecayedTopK:
         self.landmark = landmark
         self._hits: dict[str, float] = {}
         self._limit = 2 * capacity
-        self.floor = 0.0  # an upper bound of every pruned counter (forward units)
+        self.floor = 0.0  # the highest prune threshold so far (forward units)
         self.peak = 0  # most counters ever held
         self.prunes = 0
 
@@ -130,7 +132,7 @@ class DecayedTopK:
         return self._hits.get(key, 0.0) * self._scale(now)
 
     def error_bound(self, now: float) -> float:
-        """Any estimate is at most this much below the true decayed value."""
+        """The most any single prune took from one object (decayed to now)."""
         return self.floor * self._scale(now)
 
     def top(self, now: float, k: int | None = None) -> list[Item]:
