@@ -54,6 +54,7 @@ class SteerBenchResult:
     idle_cpu_fraction: float  # server CPU with no load (probing 200 edges, ticker)
     cpu_us_per_decision: float  # server CPU per decision, idle share subtracted
     sample_targets: int  # URLs in one answer (edges + CloudFront)
+    probe_failures: int  # during the whole run: failed /healthz probes (should be 0)
     decision_log: bool
 
 
@@ -284,6 +285,7 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             res = await _load(tool, port, script, clients, titles, connections, duration,
                               client_cores)
             cpu = cpu_seconds(proc.pid) - cpu0
+            probe_failures = await _probe_failures(port)
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
@@ -302,7 +304,7 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         server_cpu_s=round(cpu, 3), decisions_per_cpu_s=round(n / cpu, 1) if cpu else 0.0,
         idle_cpu_fraction=round(idle, 4),
         cpu_us_per_decision=round((cpu - idle * secs) / n * 1e6, 1) if n else 0.0,
-        sample_targets=sample, decision_log=decision_log)
+        sample_targets=sample, decision_log=decision_log, probe_failures=probe_failures)
 
 
 async def _load(tool: str, port: int, script: Path, clients: list[str], titles: int,
@@ -328,6 +330,15 @@ async def _sample(port: int, client: str) -> int:
     return len(t)
 
 
+async def _probe_failures(port: int) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("edgecdn_steer_probe_failures_total{")))
+
+
 def format_result(r: SteerBenchResult) -> str:
     return (f"steering bench ({r.tool}, {r.edges} edges in {r.regions} regions, "
             f"{r.connections} connections, {r.duration_s:.1f}s, {r.sample_targets} signed URLs "
@@ -336,7 +347,8 @@ def format_result(r: SteerBenchResult) -> str:
             f"p99 {r.p99_ms:.2f} ms   errors {r.errors}\n"
             f"  server CPU {r.server_cpu_s:.2f} s -> {r.decisions_per_cpu_s:,.0f} decisions "
             f"per CPU-second; idle (probes) {r.idle_cpu_fraction:.1%} of a core; "
-            f"{r.cpu_us_per_decision:.0f} µs CPU per decision net of idle")
+            f"{r.cpu_us_per_decision:.0f} µs CPU per decision net of idle; "
+            f"probe failures {r.probe_failures}")
 
 
 def result_json(r: SteerBenchResult) -> str:

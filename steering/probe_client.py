@@ -25,7 +25,8 @@ class _Response:
     def __init__(self) -> None:
         self.body = bytearray()
         self.done = False
-        self.keep_alive = True
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_body(self, b: bytes) -> None:
         self.body += b
@@ -34,6 +35,9 @@ class _Response:
 
     def on_message_complete(self) -> None:
         self.done = True
+        # only meaningful inside the callback: llhttp resets once the message is done
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 class HttpProbe:
@@ -60,14 +64,21 @@ class HttpProbe:
             raise
 
     async def _get(self) -> tuple[int, bytes]:
-        if self._writer is None or self._writer.is_closing():
+        reused = self._writer is not None and not self._writer.is_closing()
+        if not reused:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
+        assert self._reader is not None and self._writer is not None
         self._writer.write(self.request)
         resp = _Response()
-        parser = httptools.HttpResponseParser(resp)
+        parser = resp.parser = httptools.HttpResponseParser(resp)
+        got = False
         while not resp.done:
             data = await self._reader.read(65536)
+            if not data and reused and not got:
+                # the server closed an idle keep-alive connection: retry once, fresh
+                self.close()
+                return await self._get()
+            got = True
             if not data:
                 # a response delimited by EOF is complete now; anything else is cut short
                 with contextlib.suppress(httptools.HttpParserError):
@@ -79,7 +90,7 @@ class HttpProbe:
                 parser.feed_data(data)
             except httptools.HttpParserError as e:
                 raise ProbeError(f"bad HTTP response: {e}") from None
-        if not parser.should_keep_alive():
+        if not resp.keep_alive:
             self.close()
         return parser.get_status_code(), bytes(resp.body)
 
