@@ -55,7 +55,7 @@ class S3ManifestSource:
             log.warning("ignoring cached manifest %s: %s", self.cache_file, e)
             return None
 
-    def _get(self) -> bytes | None:
+    def _get(self) -> tuple[bytes, str | None] | None:
         from botocore.exceptions import ClientError
 
         kw: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
@@ -71,16 +71,14 @@ class S3ManifestSource:
             if code in ("NoSuchKey", "404") or status == 404:
                 return None
             raise
-        body = resp["Body"].read()
-        self._pending_etag = resp.get("ETag")
-        return body
+        return resp["Body"].read(), resp.get("ETag")
 
     async def fetch(self) -> Manifest | None:
-        body = await asyncio.to_thread(self._get)
-        if body is None:
+        got = await asyncio.to_thread(self._get)
+        if got is None:
             return None
+        body, self.etag = got  # a bad document is reported once, not at every refresh
         m = Manifest.from_json(body)  # raises ManifestError: the caller keeps the last good
-        self.etag = getattr(self, "_pending_etag", None)
         if self.cache_file is not None:
             await asyncio.to_thread(self._save, body)
         return m
