@@ -55,6 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--json", action="store_true", help="print the summary as JSON")
     pl.set_defaults(func=cmd_plan)
 
+    sh = fsub.add_parser("show", help="print a site's (or one edge's) manifest from S3")
+    sh.add_argument("--fleet", required=True, help="fleet TOML file")
+    sh.add_argument("--site", required=True)
+    sh.add_argument("--edge", help="that edge's share instead of the whole site")
+    sh.add_argument("--origin", help="s3://bucket[/prefix] (default: fleet [origin] url)")
+    sh.add_argument("--manifests-prefix", help="default: fleet [origin] manifests_prefix")
+    sh.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS chain)")
+    sh.add_argument("--region", default=None)
+    sh.add_argument("--top", type=int, default=10, help="entries to list (default 10)")
+    sh.add_argument("--json", action="store_true", help="the whole manifest as JSON")
+    sh.set_defaults(func=cmd_show)
+
 
 def _locations(fleet: Fleet, origin: str | None, logs_prefix: str | None,
                manifests_prefix: str | None) -> dict[str, tuple[str, str]]:
@@ -148,3 +160,35 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    try:
+        fleet = load_fleet(args.fleet)
+        fleet.site(args.site)
+        mb, mp = _locations(fleet, args.origin, None, args.manifests_prefix)["manifests"]
+        key = (edge_manifest_key(mp, args.site, args.edge) if args.edge
+               else site_manifest_key(mp, args.site))
+        body = s3_client(args.endpoint_url, args.region).get_object(Bucket=mb, Key=key)
+        m = Manifest.from_json(body["Body"].read())
+    except KeyError:
+        print(f"edgecdn fill show: no site {args.site!r} in the fleet", file=sys.stderr)
+        return 2
+    except (ConfigError, ValueError) as e:
+        print(f"edgecdn fill show: {e}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as e:
+        print(f"edgecdn fill show: S3 error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(m.to_dict(), indent=2))
+        return 0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.generated_at))
+    edges = sorted({e for x in m.entries for e in x.edges})
+    print(f"s3://{mb}/{key}: site {m.site}{' edge ' + m.edge if m.edge else ''}, "
+          f"generated {when}, {len(m.entries)} objects, budget {format_size(m.budget)}/edge")
+    for e in edges:
+        print(f"  {e}: {format_size(m.bytes_for(e))}")
+    for x in m.entries[: max(0, args.top)]:
+        print(f"  #{x.rank:<5} {format_size(x.size):>9}  {x.path}  -> {', '.join(x.edges)}")
+    return 0

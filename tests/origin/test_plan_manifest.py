@@ -136,6 +136,14 @@ def test_plan_fills_budgets_by_popularity_with_steering_rendezvous(
     ams = _get(s3, s3_bucket, "manifests/ams.json")
     assert ams.entries[0].path == lon.entries[0].path
 
+    show = ["fill", "show", "--fleet", str(fleet_file), "--endpoint-url", s3_endpoint]
+    assert main([*show, "--site", "lon", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(lon.entries)} objects" in out and lon.entries[0].path in out
+    assert main([*show, "--site", "lon", "--edge", "lon-2", "--json"]) == 0
+    assert Manifest.from_json(capsys.readouterr().out).edge == "lon-2"
+    assert main([*show, "--site", "nowhere"]) == 2
+
 
 def test_plan_refuses_bad_flags(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
     fleet_file = _fleet(tmp_path, s3_bucket)
