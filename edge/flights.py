@@ -315,7 +315,7 @@ class Flights:
             w = None
             if fl is not None and store and self.storing and self.store.should_store(meta, i):
                 try:
-                    w = self.store.new_writer(meta, i)
+                    w = DiskSink(self.store.new_writer(meta, i), self)
                 except OSError:
                     self.stats.disk_full_since = self.clock()
             return fl, w
@@ -337,15 +337,7 @@ class Flights:
                     if cur is not None:
                         cur.feed(piece.tobytes() if len(piece) < len(data) else data)
                         if writer is not None:
-                            try:
-                                writer.write(piece)
-                            except OSError:
-                                self.stats.disk_full_since = self.clock()
-                                writer.abort()
-                                writer = None
-                            except ValueError:  # the store dropped it (purged, re-versioned)
-                                writer.abort()
-                                writer = None
+                            writer.add(piece)
                     if pos == chunk_end:
                         if cur is not None:
                             cur.finish()
@@ -382,10 +374,13 @@ class Flights:
                     if self.chunks.get(fl.key) is fl:
                         del self.chunks[fl.key]
 
-    async def _commit(self, fl: ChunkFlight, writer: Any,
+    async def _commit(self, fl: ChunkFlight, sink: DiskSink | None,
                       meta_saved: asyncio.Future[None] | None) -> None:
         """Make a complete chunk visible (after its meta), then drop the flight."""
+        writer = None
         try:
+            if sink is not None:
+                writer = await sink.close()
             if writer is not None:
                 if meta_saved is not None:
                     await meta_saved
@@ -573,6 +568,66 @@ class Flights:
         for t in list(self.tasks):
             with contextlib.suppress(BaseException):
                 await t
+
+
+class DiskSink:
+    """A chunk's bytes on their way to its ChunkWriter: written from a worker thread in
+    256 KiB batches, in order, so page-cache writes (which block under write-back throttling)
+    never stall the event loop that serves hits. A write error drops the chunk, not the
+    stream: readers are fed from memory regardless."""
+
+    FLUSH = 256 * 1024
+    __slots__ = ("writer", "flights", "pending", "npend", "task", "failed")
+
+    def __init__(self, writer: Any, flights: Flights) -> None:
+        self.writer = writer
+        self.flights = flights
+        self.pending: list[Any] = []
+        self.npend = 0
+        self.task: asyncio.Task[None] | None = None
+        self.failed = False
+
+    def add(self, data: Any) -> None:
+        if self.failed:
+            return
+        self.pending.append(data)
+        self.npend += len(data)
+        if self.npend >= self.FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        buf = b"".join(self.pending)
+        self.pending, self.npend = [], 0
+        self.task = asyncio.get_running_loop().create_task(self._write(self.task, buf))
+
+    async def _write(self, prev: asyncio.Task[None] | None, buf: bytes) -> None:
+        if prev is not None:
+            await prev
+        if self.failed:
+            return
+        try:
+            await asyncio.to_thread(self.writer.write, buf)
+        except (OSError, ValueError) as e:  # disk full, or the store dropped the writer
+            if isinstance(e, OSError):
+                self.flights.stats.disk_full_since = self.flights.clock()
+            self.failed = True
+            self.writer.abort()
+
+    async def close(self) -> Any:
+        """All bytes written: the writer, ready to commit (None if writing failed)."""
+        if self.pending and not self.failed:
+            self._flush()
+        if self.task is not None:
+            await self.task
+        return None if self.failed else self.writer
+
+    def abort(self) -> None:
+        self.failed = True
+        t = self.task
+        if t is not None and not t.done():
+            t.add_done_callback(lambda _t: self.writer.abort())
+        else:
+            self.writer.abort()
 
 
 def fkey(meta: ObjectMeta, index: int) -> str:

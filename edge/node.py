@@ -50,11 +50,14 @@ class EdgeNode:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         self.peers = Peers(cfg.origin, cfg.run_dir, self.worker, self.workers)
         owns = self.peers.owns if self.workers > 1 else None
+        # each worker accounts (and evicts) only its shard of the shared disk, and has a
+        # memory tier of its own: split both budgets so the edge stays within the configured
+        disk = cfg.cache.disk_bytes // self.workers
+        memory = cfg.cache.memory_bytes // self.workers
         self.store = Store(
-            StoreConfig(cfg.cache.dir, cfg.cache.disk_bytes, cfg.cache.memory_bytes,
-                        cfg.cache.chunk_size, cfg.cache.fsync, owns),
-            make_policy(cfg.cache.policy, cfg.cache.disk_bytes),
-            make_policy("lru", cfg.cache.memory_bytes),
+            StoreConfig(cfg.cache.dir, disk, memory, cfg.cache.chunk_size, cfg.cache.fsync, owns),
+            make_policy(cfg.cache.policy, disk),
+            make_policy("lru", memory),
         )
         await self.store.start()
         self.origin = make_origin(cfg.origin)

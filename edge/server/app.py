@@ -88,7 +88,8 @@ class Counters:
 class MetaView:
     """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
 
-    __slots__ = ("block", "lifetime", "lm", "ctype", "date")
+    __slots__ = ("block", "lifetime", "lm", "ctype", "date", "age_at", "rt", "plain_fresh",
+                 "cs")
 
     def __init__(self, meta: ObjectMeta) -> None:
         lines = [f"{k}: {v}\r\n" for k, v in meta.headers.items() if k not in _COMPUTED]
@@ -97,6 +98,23 @@ class MetaView:
         self.lm = parse_http_date(meta.last_modified)
         self.ctype = meta.headers.get("content-type", meta.content_type)
         self.date = parse_http_date(meta.headers.get("date"))
+        # current_age is linear in now: age(now) = age(response_time) + (now - response_time)
+        self.rt = meta.response_time
+        self.age_at = current_age(stored_of(meta), meta.response_time)
+        cc = parse_cache_control(meta.headers.get("cache-control"))
+        # a request without Cache-Control/Pragma may skip freshness.evaluate: FRESH iff
+        # lifetime > age (same rule, decided once per stored response)
+        self.plain_fresh = not (meta.soft_purged or cc.no_cache)
+        self.cs: tuple[int, str] = (-1, "")
+
+    def hit_status(self, ttl: float) -> str:
+        t = int(ttl // 1)
+        c = self.cs
+        if c[0] == t:
+            return c[1]
+        v = cache_status(hit=True, ttl=ttl)
+        self.cs = (t, v)
+        return v
 
 
 class EdgeApp:
@@ -252,17 +270,22 @@ class EdgeApp:
                 self._spawn(self.passthrough(conn, req, npath, key, "request"))
                 return
             else:
+                view = self.view(meta)
+                if rcc is None and view.plain_fresh and "pragma" not in h:
+                    age = view.age_at + (now - view.rt)
+                    if view.lifetime > age:
+                        self.serve(conn, req, meta, view.hit_status(view.lifetime - age), "hit",
+                                   age, npath, peer)
+                        return
                 stored = stored_of(meta)
                 fr = evaluate(h, stored, now)
                 if fr is Freshness.FRESH:
-                    view = self.view(meta)
                     age = current_age(stored, now)
                     cs = cache_status(hit=True, ttl=view.lifetime - age)
                     self.serve(conn, req, meta, cs, "hit", age, npath, peer)
                     return
                 if fr is Freshness.STALE_SERVE_AND_REVALIDATE:
                     self._spawn(self.flights.revalidate_in_background(meta, npath, query, h))
-                    view = self.view(meta)
                     age = current_age(stored, now)
                     cs = cache_status(hit=True, ttl=view.lifetime - age,
                                       detail="stale-while-revalidate")
