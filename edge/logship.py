@@ -214,3 +214,15 @@ class LogShipper:
             "pending_bytes": pending_bytes, "failures": self.failures,
             "last_error": self.last_error, "last_ship_at": self.last_ship_at,
         }
+
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """(name, labels, value) for Prometheus; names are edgecdn_logship_*."""
+        st = self.status()
+        return [
+            ("edgecdn_logship_files_total", {}, float(st["shipped_files"])),
+            ("edgecdn_logship_bytes_total", {}, float(st["shipped_bytes"])),
+            ("edgecdn_logship_uploaded_bytes_total", {}, float(st["uploaded_bytes"])),
+            ("edgecdn_logship_pending_files", {}, float(st["pending_files"])),
+            ("edgecdn_logship_pending_bytes", {}, float(st["pending_bytes"])),
+            ("edgecdn_logship_failures_total", {}, float(st["failures"])),
+        ]

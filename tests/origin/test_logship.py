@@ -58,6 +58,7 @@ async def test_ships_ready_files_gzipped_then_deletes(tmp_path, s3_endpoint, s3_
     assert sorted(p.name for p in spool.iterdir()) == ["access-100-3.jsonl"]
     st = sh.status()
     assert st["shipped_files"] == 2 and st["pending_files"] == 0 and st["failures"] == 0
+    assert ("edgecdn_logship_files_total", {}, 2.0) in sh.metric_samples()
     # what the planner reads back is every line shipped
     pop = Popularity(3600.0)
     read_logs(s3, s3_bucket, "logs/", pop)
