@@ -126,6 +126,10 @@ async def test_peer_first_origin_never_asked_for_what_the_peer_holds(
                                          "origin": sum(len(objects[p]) for p in paths[3:])}
         assert st["objects_by_source"] == {"peer": 3, "origin": 3}
         assert st["peer_misses"] == 3 and st["progress"] == 1.0
+        samples = {(n, tuple(lb.items())): v for n, lb, v in w.metric_samples()}
+        assert samples[("edgecdn_fill_bytes_total", (("source", "peer"),))] == \
+            st["bytes_by_source"]["peer"]
+        json.dumps(st)  # goes into /healthz as is
         # the stored response is the object's, not the peer's message
         m = store.get_meta(paths[0])
         assert m.content_type == "video/mp2t" and "age" not in m.headers
