@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -59,6 +61,10 @@ async def probe_lean(client: HttpProbe, edge: Edge, timeout: float) -> tuple[boo
 
 
 class Prober:
+    """Probes run on their own event loop in a thread, so a busy serving loop (a burst of
+    first-sight CloudFront RSA signatures, a flood of requests) cannot make healthy edges
+    miss their probe timeout; results are applied on the serving loop in arrival order."""
+
     def __init__(self, steering: Steering, clock: Callable[[], float] = time.time) -> None:
         self.steering = steering
         self.clock = clock
@@ -68,10 +74,15 @@ class Prober:
         for e in steering.edges.values():
             if e.url.startswith("http://"):
                 self._lean[e.name] = HttpProbe(e.url)
+        self._main: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
-    async def probe_all(self) -> None:
-        """One round over every edge at once (start-up: decide before serving)."""
-        await asyncio.gather(*(self._probe(e) for e in self.steering.edges.values()))
+    def _report(self, edge: str, ok: bool, load: float, err: str, latency: float) -> None:
+        assert self._main is not None
+        self._main.call_soon_threadsafe(functools.partial(
+            self.steering.on_probe, edge, ok=ok, load=load, now=self.clock(), error=err,
+            latency_s=latency))
 
     async def _probe(self, edge: Edge) -> None:
         assert self._session is not None
@@ -82,24 +93,32 @@ class Prober:
             ok, load, err = await probe_lean(lean, edge, timeout)
         else:
             ok, load, err = await probe_aiohttp(self._session, edge, timeout)
-        self.steering.on_probe(edge.name, ok=ok, load=load, now=self.clock(), error=err,
-                               latency_s=time.perf_counter() - t0)
+        self._report(edge.name, ok, load, err, time.perf_counter() - t0)
 
     async def start(self) -> None:
-        n = len(self.steering.edges)
+        """Start the probe thread; returns after the first round's results are applied."""
+        self._main = asyncio.get_running_loop()
+        self._loop = _new_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="steering-probes",
+                                        daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._begin(), self._loop))
+        self.steering.capacity_started = True
+
+    async def _begin(self) -> None:  # on the probe loop
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, force_close=False),
             headers={"User-Agent": "edgecdn-steering-probe"})
-        await self.probe_all()
-        self.steering.capacity_started = True
+        edges = list(self.steering.edges.values())
+        await asyncio.gather(*(self._probe(e) for e in edges))
         interval = self.steering.settings.probe_interval
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        for i, edge in enumerate(self.steering.edges.values()):
-            offset = interval * i / max(1, n)
-            self._tasks.append(asyncio.create_task(self._loop(edge, t0 + offset, interval)))
+        for i, edge in enumerate(edges):
+            offset = interval * i / max(1, len(edges))
+            self._tasks.append(asyncio.create_task(self._every(edge, t0 + offset, interval)))
 
-    async def _loop(self, edge: Edge, first: float, interval: float) -> None:
+    async def _every(self, edge: Edge, first: float, interval: float) -> None:
         loop = asyncio.get_running_loop()
         nxt = first + interval
         while True:
@@ -108,13 +127,12 @@ class Prober:
             try:
                 await self._probe(edge)
             except Exception as e:  # a bug in one probe must not stop the others
-                self.steering.on_probe(edge.name, ok=False, load=0.0, now=self.clock(),
-                                       error=f"probe error: {e!r}"[:200])
+                self._report(edge.name, False, 0.0, f"probe error: {e!r}"[:200], 0.0)
             now = loop.time()
             if nxt < now:  # fell behind (slow edge): skip missed slots, keep the cadence
                 nxt = now + interval - ((now - nxt) % interval)
 
-    async def stop(self) -> None:
+    async def _end(self) -> None:  # on the probe loop
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -125,3 +143,23 @@ class Prober:
             c.close()
         if self._session is not None:
             await self._session.close()
+
+    async def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._end(), self._loop)), 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 5)
+        self._loop.close()
+        self._loop = self._thread = None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
