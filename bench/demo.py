@@ -417,4 +417,5 @@ def before_after(rep: dict[str, Any], t_fault: float) -> list[str]:
         f"sites {share(before, 'by_site')}",
         f"after the faults:  regions {share(after, 'by_region')}; "
         f"sites {share(after, 'by_site')}",
+        f"edges after the faults: {share(after, 'by_source')}",
     ]
