@@ -249,3 +249,16 @@ def test_shipped_example_scenario_is_valid_for_the_example_fleet():
     sc = load_scenario(ROOT / "bench" / "players_scenario.example.toml")
     assert len(sc.faults) == 7 and sc.bench["players"] == 200
     validate_targets(sc.faults, load_fleet(ROOT / "configs" / "fleet.example.toml"))
+
+
+def test_edge_process_found_by_the_name_inside_its_config_file(tmp_path):
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[edge]\nname = "cfg-named-edge"\nlisten = "127.0.0.1:1"\n')
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "edge",
+                          "--config", str(cfg)], stdin=subprocess.PIPE)
+    try:
+        assert find_edge_pid("cfg-named-edge") == p.pid
+        assert find_edge_pid("other-edge") is None
+    finally:
+        p.stdin.close()
+        p.wait(5)
