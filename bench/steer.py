@@ -56,6 +56,10 @@ class SteerBenchResult:
     sample_targets: int  # URLs in one answer (edges + CloudFront)
     probe_failures: int  # during the whole run: failed /healthz probes (should be 0)
     decision_log: bool
+    paced_rate_target: float = 0.0  # second phase: each connection paced to this total rate
+    paced_decisions_per_s: float = 0.0
+    paced_p50_ms: float = 0.0
+    paced_p99_ms: float = 0.0
 
 
 def free_port() -> int:
@@ -126,8 +130,11 @@ def generate_fleet(root: Path, stub_port: int, edges: int, regions: int,
     return root / "fleet.toml", clients
 
 
-def lua_script(clients: list[str], titles: int, n_requests: int = 4096, seed: int = 2) -> str:
-    """wrk script: pre-built requests (random title, random client_ip), JSON summary line."""
+def lua_script(clients: list[str], titles: int, n_requests: int = 4096, seed: int = 2,
+               gap_ms: float = 0.0) -> str:
+    """wrk script: pre-built requests (random title, random client_ip), JSON summary line.
+    gap_ms > 0 paces each connection: it waits ~gap_ms (wrk's delay() takes whole ms, so
+    the fraction is carried over) before each request; latency excludes the wait."""
     rng = random.Random(seed)
     reqs = []
     for _ in range(n_requests):
@@ -135,6 +142,10 @@ def lua_script(clients: list[str], titles: int, n_requests: int = 4096, seed: in
         ip = rng.choice(clients)
         reqs.append(f"/v1/steer?path=/titles/t{t}/master.m3u8&client_ip={ip}")
     items = ",".join(json.dumps(p) for p in reqs)
+    pacing = "" if gap_ms <= 0 else (
+        f"local gap, acc = {gap_ms:.4f}, 0\n"
+        "delay = function()\n  acc = acc + gap\n  local n = math.floor(acc)\n"
+        "  acc = acc - n\n  return n\nend\n")
     return f"""
 local paths = {{{items}}}
 local reqs = {{}}
@@ -147,7 +158,7 @@ request = function()
   i = i % #reqs + 1
   return reqs[i]
 end
-done = function(summary, latency, requests)
+{pacing}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     '{MARK}{{"duration_us":%.0f,"requests":%.0f,"errors":%.0f,"p50_us":%.1f,"p99_us":%.1f}}\\n',
@@ -251,7 +262,8 @@ async def run_python(port: int, clients: list[str], titles: int, connections: in
 async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
                 duration: float = 10.0, warmup: float = 3.0, titles: int = 1000,
                 tool: str = "auto", server_cores: str | None = "0",
-                client_cores: str | None = "1", decision_log: bool = True) -> SteerBenchResult:
+                client_cores: str | None = "1", decision_log: bool = True,
+                rate: float = 10_000.0) -> SteerBenchResult:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     # this process (stand-in edges answering probes) is not pinned: on the load tool's core
@@ -285,6 +297,15 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             res = await _load(tool, port, script, clients, titles, connections, duration,
                               client_cores)
             cpu = cpu_seconds(proc.pid) - cpu0
+            paced: dict[str, float] = {}
+            if rate > 0 and tool == "wrk":
+                # latency at a given rate, not at saturation: 32 connections each waiting
+                # connections/rate between requests (minus a typical service time)
+                gap = max(0.0, connections / rate * 1000 - 0.25)
+                pscript = root / "paced.lua"
+                pscript.write_text(lua_script(clients, titles, gap_ms=gap))
+                paced = await _load(tool, port, pscript, clients, titles, connections,
+                                    duration, client_cores)
             probe_failures = await _probe_failures(port)
         finally:
             if proc.returncode is None:
@@ -304,7 +325,12 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         server_cpu_s=round(cpu, 3), decisions_per_cpu_s=round(n / cpu, 1) if cpu else 0.0,
         idle_cpu_fraction=round(idle, 4),
         cpu_us_per_decision=round((cpu - idle * secs) / n * 1e6, 1) if n else 0.0,
-        sample_targets=sample, decision_log=decision_log, probe_failures=probe_failures)
+        sample_targets=sample, decision_log=decision_log, probe_failures=probe_failures,
+        paced_rate_target=rate if paced else 0.0,
+        paced_decisions_per_s=round(paced["requests"] / (paced["duration_us"] / 1e6), 1)
+        if paced else 0.0,
+        paced_p50_ms=round(paced["p50_us"] / 1000, 3) if paced else 0.0,
+        paced_p99_ms=round(paced["p99_us"] / 1000, 3) if paced else 0.0)
 
 
 async def _load(tool: str, port: int, script: Path, clients: list[str], titles: int,
@@ -343,8 +369,11 @@ def format_result(r: SteerBenchResult) -> str:
     return (f"steering bench ({r.tool}, {r.edges} edges in {r.regions} regions, "
             f"{r.connections} connections, {r.duration_s:.1f}s, {r.sample_targets} signed URLs "
             f"per answer, decision log {'on' if r.decision_log else 'off'}):\n"
-            f"  {r.decisions_per_s:,.0f} decisions/s   p50 {r.p50_ms:.2f} ms   "
+            f"  saturated: {r.decisions_per_s:,.0f} decisions/s   p50 {r.p50_ms:.2f} ms   "
             f"p99 {r.p99_ms:.2f} ms   errors {r.errors}\n"
+            + (f"  paced at {r.paced_rate_target:,.0f}/s: {r.paced_decisions_per_s:,.0f} "
+               f"decisions/s   p50 {r.paced_p50_ms:.2f} ms   p99 {r.paced_p99_ms:.2f} ms\n"
+               if r.paced_rate_target else "") +
             f"  server CPU {r.server_cpu_s:.2f} s -> {r.decisions_per_cpu_s:,.0f} decisions "
             f"per CPU-second; idle (probes) {r.idle_cpu_fraction:.1%} of a core; "
             f"{r.cpu_us_per_decision:.0f} µs CPU per decision net of idle; "

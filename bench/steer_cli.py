@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--server-cores", default="0", help="taskset list for steering ('' = none)")
     p.add_argument("--client-cores", default="1", help="taskset list for the load tool")
+    p.add_argument("--rate", type=float, default=10_000.0,
+                   help="second, paced phase at this total rate for latency (0 = skip; wrk)")
     p.add_argument("--no-decision-log", action="store_true",
                    help="turn the JSON decision log off (on by default, to a temp file)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -32,7 +34,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         r = asyncio.run(bench(args.edges, args.regions, args.connections, args.duration,
                               args.warmup, args.titles, args.tool, args.server_cores or None,
-                              args.client_cores or None, not args.no_decision_log))
+                              args.client_cores or None, not args.no_decision_log,
+                              args.rate))
     except (RuntimeError, ValueError) as e:
         print(f"edgecdn bench steer: {e}")
         return 1
