@@ -11,6 +11,7 @@ from typing import Any
 
 import maxminddb
 
+from contracts.config import ConfigError
 from steering.geo import COUNTRY_CENTROIDS, Location
 
 _MEMO_MAX = 200_000
@@ -19,7 +20,10 @@ _MEMO_MAX = 200_000
 class GeoLocator:
     def __init__(self, db_path: str, default: Location) -> None:
         self.default = default
-        self._reader = maxminddb.open_database(db_path) if db_path else None
+        try:
+            self._reader = maxminddb.open_database(db_path) if db_path else None
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as e:
+            raise ConfigError(f"geoip_db {db_path}: {e}") from e
         self._memo: dict[str, Location] = {}
 
     def close(self) -> None:

@@ -74,8 +74,11 @@ class Steering:
             s.coverage_km, s.distance_tie_km, s.edges_per_site, s.max_sites, s.shed_low,
             s.shed_high))
         self.health: dict[str, EdgeHealth] = {n: EdgeHealth() for n in self.edges}
-        self.shifter = TrafficShifter([r.name for r in fleet.regions], s.ramp_seconds,
-                                      s.evacuate_below, s.restore_above, s.weights)
+        try:
+            self.shifter = TrafficShifter([r.name for r in fleet.regions], s.ramp_seconds,
+                                          s.evacuate_below, s.restore_above, s.weights)
+        except KeyError as e:
+            raise ConfigError(f"steering.weights: {e.args[0]}") from None
         self.tokens = EdgeTokens(fleet.signing)
         self.cloudfront = (CloudFrontUrls(fleet.cloudfront, s.cloudfront_bucket)
                            if fleet.cloudfront else None)

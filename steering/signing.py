@@ -104,7 +104,7 @@ class CloudFrontUrls:
         self._memo[(path, exp)] = u
         return u
 
-    def presign(self, now: float, budget_s: float = 0.005) -> int:
+    def presign(self, now: float, budget_s: float = 0.002) -> int:
         """Sign pending paths for the current bucket for at most ~budget_s; returns count."""
         exp = bucket_expiry(now, self.cf.url_ttl, self.bucket)
         t0 = time.perf_counter()

@@ -59,11 +59,28 @@ async def test_steer_process_serves_http_and_dns_and_logs_decisions(
         assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
-async def test_bad_config_exits_2_with_a_reason(tmp_path: Path) -> None:
-    cfg = tmp_path / "fleet.toml"
-    cfg.write_text('[steering]\nshed_low = 2.0\n[[regions]]\nname = "r"\n')
+async def run_cli(cfg: Path) -> tuple[int, bytes]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgecdn.cli", "steer", "--config", str(cfg), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "edgecdn.cli", "steer", "--config", str(cfg), "--listen",
+        "127.0.0.1:0", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 2 and b"shed_low" in err
+    assert proc.returncode is not None
+    return proc.returncode, err
+
+
+async def test_bad_configs_exit_2_with_a_reason(tmp_path: Path) -> None:
+    region = '[[regions]]\nname = "r"\n[[regions.sites]]\nname = "s"\nlat = 1\nlon = 2\n'
+    (tmp_path / "junk.mmdb").write_bytes(b"not a database")
+    cases = {
+        "shed_low": "[steering]\nshed_low = 2.0\n" + region,
+        "nope": '[steering]\nweights = { nope = 5 }\n' + region,
+        "junk.mmdb": f'[steering]\ngeoip_db = "{tmp_path / "junk.mmdb"}"\n' + region,
+        "unknown keys": "[steering]\nlisten_here = 1\n" + region,
+        "private key": region + '[cloudfront]\ndomain = "d.net"\nkey_pair_id = "K"\n'
+                                'private_key = "missing.pem"\n',
+    }
+    for want, text in cases.items():
+        cfg = tmp_path / "fleet.toml"
+        cfg.write_text(text)
+        code, err = await run_cli(cfg)
+        assert code == 2 and want.encode() in err, (want, err)
