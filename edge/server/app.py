@@ -88,10 +88,11 @@ class Counters:
 class MetaView:
     """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
 
-    __slots__ = ("block", "lifetime", "lm", "ctype", "date", "age_at", "rt", "plain_fresh",
-                 "cs")
+    __slots__ = ("meta", "block", "lifetime", "lm", "ctype", "date", "age_at", "rt",
+                 "plain_fresh", "cs")
 
     def __init__(self, meta: ObjectMeta) -> None:
+        self.meta = meta
         lines = [f"{k}: {v}\r\n" for k, v in meta.headers.items() if k not in _COMPUTED]
         self.block = "".join(lines).encode("latin-1", "replace")
         self.lifetime = freshness_lifetime(meta.headers, response_time=meta.response_time)
@@ -133,7 +134,7 @@ class EdgeApp:
         self.use_sendfile = cfg.node.sendfile
         self.tokens = cfg.tokens.secrets if cfg.tokens.required else None
         self.hit_for_pass: dict[str, float] = {}
-        self._views: dict[tuple[str, str, float, bool], MetaView] = {}
+        self._views: dict[int, MetaView] = {}
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -297,12 +298,13 @@ class EdgeApp:
         self._spawn(self.miss(conn, req, npath, query, key, meta, fr, peer))
 
     def view(self, meta: ObjectMeta) -> MetaView:
-        vk = (meta.key, meta.version, meta.response_time, meta.soft_purged)
-        v = self._views.get(vk)
-        if v is None:
+        """Per-meta precomputation, keyed by the meta object itself (the store hands out the
+        same object until the meta changes)."""
+        v = self._views.get(id(meta))
+        if v is None or v.meta is not meta:
             if len(self._views) > 20000:
                 self._views.clear()
-            v = self._views[vk] = MetaView(meta)
+            v = self._views[id(meta)] = MetaView(meta)
         return v
 
     async def miss(self, conn: HttpConnection, req: Request, npath: str, query: str, key: str,

@@ -98,7 +98,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] = {}
         self._head_bytes = 0
         self._in_head = False
         self._body: list[bytes] = []
@@ -189,7 +189,7 @@ class HttpConnection(asyncio.Protocol):
     # ---- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
-        self._headers = []
+        self._headers = {}
         self._head_bytes = 0
         self._in_head = True
         self._body = []
@@ -206,19 +206,19 @@ class HttpConnection(asyncio.Protocol):
         if self._head_bytes > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
             raise _Reject
-        self._headers.append((name, value))
+        k = name.lower().decode("latin-1")
+        v = value.decode("latin-1")
+        h = self._headers
+        old = h.get(k)
+        h[k] = v if old is None else f"{old}, {v}"
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_bytes > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
             raise _Reject
-        cl = self.parser.get_content_length() if hasattr(self.parser, "get_content_length") \
-            else None
-        if cl is None:
-            for n, v in self._headers:
-                if n.lower() == b"content-length":
-                    cl = int(v) if v.strip().isdigit() else None
+        v = self._headers.get("content-length")
+        cl = int(v) if v is not None and v.strip().isdigit() else None
         if cl is not None and cl > self.max_body:
             self._reject = (413, "request body too large")
             raise _Reject
@@ -238,18 +238,13 @@ class HttpConnection(asyncio.Protocol):
         except UnicodeDecodeError:
             self._reject = (400, "bad request line")
             raise _Reject from None
-        headers: dict[str, str] = {}
-        for n, v in self._headers:
-            k = n.decode("latin-1").lower()
-            s = v.decode("latin-1")
-            old = headers.get(k)
-            headers[k] = s if old is None else f"{old}, {s}"
         path, _, query = target.partition("?")
         if "#" in query:
             query = query.partition("#")[0]
         http10 = p.get_http_version() == "1.0"
-        req = Request(method, target, path, query, headers, b"".join(self._body),
-                      p.should_keep_alive(), http10)
+        body = self._body
+        req = Request(method, target, path, query, self._headers,
+                      b"".join(body) if body else b"", p.should_keep_alive(), http10)
         self.queue.append(req)
         if len(self.queue) > MAX_PIPELINE and not self.paused_reading and self.transport:
             self.paused_reading = True
