@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from urllib.parse import unquote_plus
 from steering.clientaddr import ClientAddrError, TrustSet, resolve_client
 from steering.service import BadRequest, Steering
 
+log = logging.getLogger("edgecdn.steering")
 JSON = b"application/json"
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 _MAX_PARAM = 4096
@@ -76,6 +78,9 @@ class HttpApi:
             return _err(e.status, e.reason)
         except (UnicodeDecodeError, ValueError) as e:
             return _err(400, f"bad request: {e}"[:200])
+        except Exception:  # a bug: say so (500) and keep the connection and server alive
+            log.exception("steering request failed: %r %r", method, path)
+            return _err(500, "internal error")
 
     def _route(self, method: bytes, path: bytes, query: bytes, headers: dict[bytes, bytes],
                body: bytes, peer: str) -> Response:
