@@ -11,6 +11,7 @@ import time
 
 import aiohttp
 
+from contracts.reports import EdgeReport
 from tests.conftest import free_port
 from tests.edge.server.conftest import CHUNK, EdgeProcess, fetch, payload
 
@@ -131,6 +132,20 @@ async def test_two_workers_one_port_one_fetch_per_chunk(origin, edge_procs, tmp_
                      and 'cache="ops"' not in line)
         await asyncio.sleep(0.2)
     assert served == 24, text  # client requests only: peer requests between workers not counted
+    # /healthz from any worker is a valid report covering the whole edge (workers share
+    # their figures once a second)
+    for _ in range(4):
+        assert await one() == body  # hits now
+    end = time.monotonic() + 5
+    while True:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url + "/healthz") as r:
+                rep = EdgeReport.from_dict(json.loads(await r.read()))
+        if rep.hit_ratio == round(4 / 28, 4) or time.monotonic() > end:
+            break
+        await asyncio.sleep(0.2)
+    assert rep.status == "ok" and rep.hit_ratio == round(4 / 28, 4)
+    assert rep.tiers["disk"].capacity_bytes == 32 * 1024**2  # this worker's half of 64MiB
     # kill -9 one worker: the supervisor restarts it and nothing stays locked
     victim = sorted(pids)[0]
     origin.held.add("/w2.ts")
