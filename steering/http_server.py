@@ -122,13 +122,18 @@ class HttpProtocol(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         method = self.parser.get_method()
-        try:
-            u = httptools.parse_url(self.url)
-        except httptools.HttpParserInvalidURLError:
-            self._fail(400, b"bad request target")
-            return
-        status, headers, body = self.api.handle(method, u.path or b"/", u.query or b"",
-                                                self.headers, self.body, self.peer)
+        url = self.url
+        if url[:1] == b"/" and b"#" not in url:  # origin-form, the usual case
+            path, _, query = url.partition(b"?")
+        else:
+            try:
+                u = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                self._fail(400, b"bad request target")
+                return
+            path, query = u.path or b"/", u.query or b""
+        status, headers, body = self.api.handle(method, path, query, self.headers, self.body,
+                                                self.peer)
         keep = self.parser.should_keep_alive()
         out = [_STATUS[status], _Date.get()]
         for k, v in headers:
