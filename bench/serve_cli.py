@@ -118,24 +118,29 @@ def print_report(rep: sv.Report, console) -> None:
 
 
 def plot(rep: sv.Report, out: Path) -> None:
+    """One row per size class, one panel per metric, one bar per server (own scale each)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     servers = list(dict.fromkeys(s for s, _ in rep.medians))
-    sizes = list(dict.fromkeys(sc for _, sc in rep.medians))
-    panels = ("req_per_s", "gb_per_s", "cpu_s_per_gb", "cpu_s_per_10k_req")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    width = 0.8 / max(1, len(servers))
-    for ax, m in zip(axes.flat, panels, strict=True):
-        for i, s in enumerate(servers):
-            ys = [rep.medians.get((s, sc), {}).get(m, float("nan")) for sc in sizes]
-            ax.bar([x + i * width for x in range(len(sizes))], ys, width, label=s)
-        ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(sizes))], sizes)
-        ax.set_title(LABELS[m][0])
-    axes.flat[0].legend()
-    fig.suptitle("edgecdn bench serve: hit serving (median of rounds)")
+    sizes = {c["name"]: f'{c["name"]} {format_size(c["size"])}' for c in rep.config["classes"]}
+    rows = [sc for sc in sizes if any(k[1] == sc for k in rep.medians)]
+    panels = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req")
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(3.2 * len(panels), 3 * len(rows)),
+                             squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r, sc in enumerate(rows):
+        for c, m in enumerate(panels):
+            ax = axes[r][c]
+            ys = [rep.medians.get((s, sc), {}).get(m, float("nan")) for s in servers]
+            ax.bar(range(len(servers)), ys, color=[colors[i % len(colors)]
+                                                   for i in range(len(servers))])
+            ax.set_xticks(range(len(servers)), servers, rotation=30, ha="right", fontsize=8)
+            ax.set_title(f"{sizes[sc]}: {LABELS[m][0]}", fontsize=9)
+    fig.suptitle(f"edgecdn bench serve: hit serving, median of {rep.config['rounds']} rounds "
+                 f"({rep.config.get('source', '')})")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
