@@ -301,8 +301,18 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             if rate > 0 and tool == "wrk":
                 # latency at a given rate, not at saturation: 32 connections each waiting
                 # connections/rate between requests (minus a typical service time)
-                gap = max(0.0, connections / rate * 1000 - 0.25)
+                # (minus the service time, which a short calibration run measures)
                 pscript = root / "paced.lua"
+                period = connections / rate * 1000  # ms between one connection's requests
+                gap = max(0.0, period - 0.25)
+                for _ in range(2):
+                    pscript.write_text(lua_script(clients, titles, gap_ms=gap))
+                    cal = await _load(tool, port, pscript, clients, titles, connections,
+                                      min(3.0, duration), client_cores)
+                    got = cal["requests"] / (cal["duration_us"] / 1e6)
+                    if got <= 0 or abs(got - rate) / rate < 0.03:
+                        break
+                    gap = max(0.0, gap + period - connections / got * 1000)
                 pscript.write_text(lua_script(clients, titles, gap_ms=gap))
                 paced = await _load(tool, port, pscript, clients, titles, connections,
                                     duration, client_cores)

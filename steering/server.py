@@ -24,6 +24,7 @@ from steering.settings import SteeringSettings
 log = logging.getLogger("edgecdn.steering")
 TICK_S = 0.2
 IDLE_S = 60.0
+FREEZE_S = 10.0
 
 
 @dataclass
@@ -35,6 +36,7 @@ class SteeringServer:
     steering: Steering = field(init=False)
     http_port: int = 0
     dns_port: int = 0
+    tune_gc: bool = False  # a dedicated server process: freeze long-lived objects (not tests)
 
     def __post_init__(self) -> None:
         self.steering = Steering(self.fleet, self.settings)
@@ -65,14 +67,20 @@ class SteeringServer:
         self._tasks.append(asyncio.create_task(self._ticker()))
 
     async def _ticker(self) -> None:
-        last_sweep = time.monotonic()
+        last_sweep = last_freeze = time.monotonic()
         while True:
             await asyncio.sleep(TICK_S)
             for change in self.steering.tick(time.time()):
                 log.warning("region %s", change)
-            if time.monotonic() - last_sweep > 5:
-                last_sweep = time.monotonic()
+            mono = time.monotonic()
+            if mono - last_sweep > 5:
+                last_sweep = mono
                 close_idle(self._conns, IDLE_S)
+            if self.tune_gc and mono - last_freeze > FREEZE_S:
+                # memos grow while serving; a full collection walking them stalled the loop
+                # for ~100 ms. Freezing is O(1) and acyclic garbage is still freed by refcount.
+                last_freeze = mono
+                gc.freeze()
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -97,6 +105,7 @@ async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    server.tune_gc = True
     if ready_line:  # one machine-readable line, for tests and the bench harness
         print(json.dumps({"steering": "ready", "http_port": server.http_port,
                           "dns_port": server.dns_port}), flush=True)
