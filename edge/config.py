@@ -88,6 +88,10 @@ class EdgeConfig:
     http: HttpLimits = field(default_factory=HttpLimits)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # edge.fill.FillConfig / edge.logship.LogShipConfig (imported lazily: edge.fill imports
+    # this module)
+    fill: Any = None
+    logship: Any = None
 
     @property
     def run_dir(self) -> Path:
@@ -164,7 +168,7 @@ def parse_origin_url(url: str) -> tuple[str, str, str]:
 def build_config(doc: dict[str, Any]) -> EdgeConfig:
     """EdgeConfig from a TOML document (already merged with flag overrides)."""
     for sec in doc:
-        if sec not in ("edge", "origin", "cache", "http", "tokens", "log"):
+        if sec not in ("edge", "origin", "cache", "http", "tokens", "log", "fill", "logship"):
             raise ConfigError(f"{sec}: unknown section")
     workers = int(_num(doc, "edge", "workers", 1, lo=1))
     admin = _str(doc, "edge", "admin_listen", "")
@@ -237,7 +241,27 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         spool=_bool(doc, "log", "spool", True),
         rotate_seconds=_num(doc, "log", "rotate_seconds", 60.0, lo=0.05),
     )
-    return EdgeConfig(node, origin, cache, http, tokens, log)
+    from edge.fill.config import FillConfig
+    from edge.logship import LogShipConfig
+
+    fill = FillConfig.from_section(_table(doc, "fill"))
+    if fill.enabled and fill.endpoint_url is None:
+        fill.endpoint_url = origin.endpoint_url
+    logship = LogShipConfig.from_section(_table(doc, "logship"))
+    if logship.enabled:
+        if logship.endpoint_url is None:
+            logship.endpoint_url = origin.endpoint_url
+        for key, v in (("edge.site", node.site), ("edge.name", node.name)):
+            if not v or not all(c.isalnum() or c in "._-" for c in v):
+                raise ConfigError(f"{key}: [logship] needs a name usable in an S3 key, got {v!r}")
+    return EdgeConfig(node, origin, cache, http, tokens, log, fill, logship)
+
+
+def _table(doc: dict[str, Any], section: str) -> dict[str, Any] | None:
+    sec = doc.get(section)
+    if sec is not None and not isinstance(sec, dict):
+        raise ConfigError(f"{section}: must be a table")
+    return sec
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EdgeConfig:

@@ -43,6 +43,10 @@ class EdgeNode:
         self.origin: Any = None
         self.port = 0
         self.admin_port = 0
+        self.fill: Any = None
+        self.fill_task: asyncio.Task[None] | None = None
+        self.shipper: Any = None
+        self.ship_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -95,10 +99,44 @@ class EdgeNode:
                 lambda: HttpConnection(app, internal=True, public=False), str(sp), backlog=1024)
             self.servers.append(usrv)
         self.ops.start()
+        self._start_fill_and_logship()
+
+    def _start_fill_and_logship(self) -> None:
+        cfg = self.cfg
+        ops = self.ops
+        assert ops is not None
+        if cfg.fill is not None and cfg.fill.enabled:
+            from edge.fill import FillWorker
+
+            token = None
+            if cfg.tokens.required and cfg.tokens.secrets:
+                kid = next(iter(cfg.tokens.secrets))
+                token = (kid, cfg.tokens.secrets[kid])
+            cap = cfg.node.capacity_bps
+            self.fill = FillWorker(
+                self.store, self.origin, cfg.fill, edge=cfg.node.name, site=cfg.node.site,
+                load=lambda: ops.egress_bps / cap if cap > 0 else 0.0,
+                state_dir=cfg.cache.dir / "fill", token=token, fetch=self.worker == 0)
+            self.fill_task = asyncio.get_running_loop().create_task(self.fill.run())
+            if self.worker == 0:
+                ops.fill = self.fill
+        if cfg.logship is not None and cfg.logship.enabled and self.worker == 0:
+            from edge.logship import LogShipper
+
+            self.shipper = LogShipper.from_config(cfg.logship, cfg.spool_dir, cfg.node.site,
+                                                  cfg.node.name)
+            self.ship_task = asyncio.get_running_loop().create_task(self.shipper.run())
+            ops.shipper = self.shipper
 
     async def stop(self, grace: float = 5.0) -> None:
         for s in self.servers:
             s.close()
+        if self.fill is not None:
+            with contextlib.suppress(Exception):
+                await self.fill.stop()
+            if self.fill_task is not None:
+                with contextlib.suppress(BaseException):
+                    await self.fill_task
         if self.app is not None:
             await self.app.drain_connections(grace)
         if self.flights is not None:
@@ -107,7 +145,12 @@ class EdgeNode:
             for t in list(self.app.tasks):
                 t.cancel()
         if self.ops is not None:
-            await self.ops.stop()
+            await self.ops.stop()  # closes the access log: its last spool file is .ready
+        if self.shipper is not None:
+            await self.shipper.stop()  # ships that last file on the way out
+            if self.ship_task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(self.ship_task, 10)
         if self.origin is not None:
             await self.origin.close()
         if self.peers is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from contracts.keys import BadPath, normalize_path
 from contracts.tokens import TOKEN_PARAM, TokenResult, verify
 from edge.config import EdgeConfig
+from edge.fill.config import PEER_FILL_HEADER
 from edge.flights import (
     META_HEADER,
     PEER_HEADER,
@@ -252,6 +253,9 @@ class EdgeApp:
             return
         h = req.headers
         now = self.clock()
+        if h.get(PEER_FILL_HEADER) == "1":
+            self._peer_fill(conn, req, key, npath, now)
+            return
         hfp = self.hit_for_pass.get(key)
         if hfp is not None:
             if hfp > now:
@@ -296,6 +300,22 @@ class EdgeApp:
             self.simple(conn, req, 504, "not cached (only-if-cached)", "miss")
             return
         self._spawn(self.miss(conn, req, npath, query, key, meta, fr, peer))
+
+    def _peer_fill(self, conn: HttpConnection, req: Request, key: str, npath: str,
+                   now: float) -> None:
+        """A peer edge filling from us: answer only from what is stored (every chunk of the
+        range), else 404; never an origin fetch, a flight, a store write or a policy hit."""
+        meta = self.store.get_meta(key)
+        if meta is None or meta.soft_purged or (meta.vary and not vary_matches(meta.vary,
+                                                                              req.headers)):
+            self.simple(conn, req, 404, "not cached here (peer fill)", "peerfill",
+                        cs=cache_status(hit=False, fwd="miss", detail="peer-fill"))
+            return
+        view = self.view(meta)
+        age = view.age_at + (now - view.rt)
+        self.serve(conn, req, meta, cache_status(hit=True, ttl=view.lifetime - age,
+                                                 detail="peer-fill"), "peerfill", age, npath,
+                   False)
 
     def view(self, meta: ObjectMeta) -> MetaView:
         """Per-meta precomputation, keyed by the meta object itself (the store hands out the
@@ -405,24 +425,28 @@ class EdgeApp:
         body: list[Any] = []
         if ranges is None:
             status, clen, crange, ctype = 200, size, None, view.ctype
-            self._plan(body, meta, 0, size)
+            self._plan(body, meta, 0, size, word != "peerfill")
         elif len(ranges) == 1:
             a, b = ranges[0]
             status, clen, crange, ctype = 206, b - a, content_range(a, b, size), view.ctype
-            self._plan(body, meta, a, b)
+            self._plan(body, meta, a, b, word != "peerfill")
         else:
             parts, closing, clen = multipart_plan(ranges, size, view.ctype, BOUNDARY)
             status, crange = 206, None
             ctype = f"multipart/byteranges; boundary={BOUNDARY}"
             for head, a, b in parts:
                 body.append(head)
-                self._plan(body, meta, a, b)
+                self._plan(body, meta, a, b, word != "peerfill")
             body.append(closing)
         missing = False
         for it in body:
             if type(it) is tuple and it[3] is None:
                 missing = True
                 break
+        if word == "peerfill" and missing:
+            self.simple(conn, req, 404, "not cached here (peer fill)", word,
+                        cs=cache_status(hit=False, fwd="miss", detail="peer-fill"))
+            return
         if missing and word == "hit":
             word = "partial"
             cs = cache_status(hit=False, fwd="partial", stored=True,
@@ -435,7 +459,8 @@ class EdgeApp:
             return
         self.send_body(conn, req, meta, body, 0, status, word, npath, head)
 
-    def _plan(self, body: list[Any], meta: ObjectMeta, a: int, b: int) -> None:
+    def _plan(self, body: list[Any], meta: ObjectMeta, a: int, b: int,
+              record: bool = True) -> None:
         """Body items for object bytes [a, b): (chunk index, offset in chunk, length, ref)."""
         cs = self.cs
         i = a // cs
@@ -449,7 +474,7 @@ class EdgeApp:
                 fl = self.flights.chunks.get(fkey(meta, i))
                 if fl is not None and fl.done and fl.error is None:
                     ref = ChunkRef("", len(fl.buf), fl.buf)  # complete, commit under way
-            if ref is not None:
+            if ref is not None and record:
                 store.record_hit(meta, i)  # disk policy only for owned keys, memory for all
                 if self.owns is not None and not self.owns(f"{meta.key}#{i}"):
                     self.remote_hits.append((f"{meta.key}#{i}", cend - cstart))

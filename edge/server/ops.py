@@ -39,6 +39,8 @@ class Ops:
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=6)
         self.egress_bps = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.fill: Any = None  # edge.fill.FillWorker (the fetching worker only)
+        self.shipper: Any = None  # edge.logship.LogShipper (worker 0 only)
 
     # ---- housekeeping ----------------------------------------------------------------------
     def start(self) -> None:
@@ -66,6 +68,48 @@ class Ops:
             self.app.send_remote_hits()
         if self.workers > 1:
             self._write_snapshot()
+            if self.worker == 0:
+                self._write_extra_metrics()
+
+    # ---- fill / logship figures (worker 0 runs them; any worker reports them) ---------------
+    def extra_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        out: list[tuple[str, dict[str, str], float]] = []
+        for part in (self.fill, self.shipper):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    out += part.metric_samples()
+        return out
+
+    def extra_metrics_text(self) -> bytes:
+        if self.workers > 1 and self.worker != 0:
+            with contextlib.suppress(OSError):
+                return (self.run_dir / "extra-metrics.prom").read_bytes()
+            return b""
+        lines = []
+        for name, labels, value in self.extra_samples():
+            lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def _write_extra_metrics(self) -> None:
+        p = self.run_dir / "extra-metrics.prom"
+        with contextlib.suppress(OSError):
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(self.extra_metrics_text())
+            os.replace(tmp, p)
+
+    def fill_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.fill is not None:
+            with contextlib.suppress(Exception):
+                out = dict(self.fill.status())
+        elif self.workers > 1 and self.worker != 0:
+            with contextlib.suppress(OSError, ValueError):
+                out = json.loads((self.run_dir / "fill-status.json").read_text())
+        if self.shipper is not None:
+            with contextlib.suppress(Exception):
+                out["logship"] = self.shipper.status()
+        return out
 
     def flush_log(self) -> None:
         rows = self.app.access
@@ -95,6 +139,12 @@ class Ops:
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps(self._snapshot()))
             os.replace(tmp, p)
+        if self.fill is not None:
+            p = self.run_dir / "fill-status.json"
+            with contextlib.suppress(Exception):
+                tmp = p.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.fill.status(), default=str))
+                os.replace(tmp, p)
 
     def _hits(self) -> int:
         b = self.app.by_cache
@@ -136,6 +186,7 @@ class Ops:
             status=status, active_connections=active, egress_bps=round(egress, 1),
             capacity_bps=self.app.cfg.node.capacity_bps,
             hit_ratio=round(hits / reqs, 4) if reqs else 0.0, tiers=tiers, reasons=reasons,
+            fill=self.fill_status(),
         )
 
     def healthz(self, conn: HttpConnection, req: Request) -> None:
@@ -146,7 +197,7 @@ class Ops:
 
     def metrics_page(self, conn: HttpConnection, req: Request) -> None:
         self.metrics.sync(self.app, self.flights, self.store)
-        body = self.metrics.render()
+        body = self.metrics.render() + self.extra_metrics_text()
         self.app.respond(conn, req, 200, {"content-type": CONTENT_TYPE,
                                           "cache-control": "no-store"}, body,
                          "edgecdn; fwd=bypass; detail=metrics", "ops")

@@ -159,3 +159,19 @@ async def test_disk_full_keeps_serving_without_storing_and_says_so(origin, make_
     rep = EdgeReport.from_dict(json.loads((await fetch(client, edge.url + "/healthz")).body))
     assert rep.status == "degraded" and rep.tiers["disk"].full
     assert any("disk full" in x for x in rep.reasons)
+
+
+async def test_peer_fill_answers_only_from_the_store(origin, make_edge, client):
+    body = payload(3 * CHUNK)
+    origin.put("/pf.ts", body, headers=CC)
+    edge = make_edge(origin.url)
+    pf = {"X-Edgecdn-Peer-Fill": "1", "Cache-Control": "only-if-cached"}
+    r = await fetch(client, edge.url + "/pf.ts", headers=pf)
+    assert r.status == 404 and origin.count("/pf.ts") == 0  # never asks the origin
+    await fetch(client, edge.url + "/pf.ts", headers={"Range": "bytes=0-10"})  # chunk 0 only
+    edge.settle()
+    r = await fetch(client, edge.url + "/pf.ts", headers=pf)
+    assert r.status == 404  # not every chunk is here
+    r = await fetch(client, edge.url + "/pf.ts", headers={**pf, "Range": f"bytes=0-{CHUNK - 1}"})
+    assert r.status == 206 and r.body == body[:CHUNK] and r.headers["etag"] == '"o"'
+    assert origin.count("/pf.ts") == 1

@@ -167,3 +167,56 @@ async def one_path(url: str, path: str) -> bytes:
         async with s.get(url + path) as r:
             assert r.status == 200
             return await r.read()
+
+
+async def test_fill_from_manifest_then_hits_and_logs_shipped(s3_endpoint, s3_bucket, edge_procs,
+                                                             tmp_path, client):
+    import boto3
+
+    from contracts.manifest import Manifest, ManifestEntry, edge_manifest_key
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    objects = {f"/titles/f{i}/480p/seg_00000.ts": payload(CHUNK * (i + 1) + 17, 40 + i)
+               for i in range(3)}
+    for path, body in objects.items():
+        s3.put_object(Bucket=s3_bucket, Key="pfx" + path, Body=body, ContentType="video/mp2t")
+    entries = [ManifestEntry(p, len(b), i + 1, ("lon-1",)) for i, (p, b) in
+               enumerate(objects.items())]
+    m = Manifest("lon", 1 << 30, entries, time.time(), "eu", "lon-1", {})
+    s3.put_object(Bucket=s3_bucket, Key=edge_manifest_key("manifests/", "lon", "lon-1"),
+                  Body=m.to_json())
+    port = free_port()
+    conf = tmp_path / "edge.toml"
+    conf.write_text("\n".join([
+        "[edge]", 'name = "lon-1"', 'site = "lon"', 'region = "eu"',
+        f'listen = "127.0.0.1:{port}"', "",
+        "[origin]", f'url = "s3://{s3_bucket}/pfx"', f'endpoint_url = "{s3_endpoint}"', "",
+        "[cache]", f'dir = "{tmp_path / "cache"}"', 'disk = "64MiB"', f"chunk_size = {CHUNK}",
+        "fsync = false", "",
+        "[log]", 'access = ""', "rotate_seconds = 0.2", "",
+        "[fill]", f'manifests = "s3://{s3_bucket}/manifests/"', 'window = "always"',
+        "rate = 0", "refresh = 0.5", "",
+        "[logship]", f'to = "s3://{s3_bucket}/logs/"', "interval = 0.2", "",
+    ]))
+    e = EdgeProcess(["--config", str(conf)])
+    edge_procs.append(e)
+    e.wait_ready()
+    url = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 20
+    while True:  # the fill runs in the background; its progress is in /healthz
+        rep = json.loads((await fetch(client, url + "/healthz")).body)
+        fill = rep["fill"]
+        if fill.get("objects_total") == 3 and fill.get("objects_present") == 3:
+            break
+        assert time.monotonic() < end, fill
+        await asyncio.sleep(0.1)
+    assert fill["bytes_by_source"]["origin"] == sum(len(b) for b in objects.values())
+    for path, body in objects.items():
+        r = await fetch(client, url + path)
+        assert r.status == 200 and r.body == body and r.cache.startswith("edgecdn; hit")
+    text = (await fetch(client, url + "/metrics")).body.decode()
+    assert 'edgecdn_fill_bytes_total{source="origin"}' in text
+    assert e.term() == 0  # the last spool file is shipped on the way out
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="logs/lon/lon-1/")
+            .get("Contents", [])]
+    assert keys and all(k.endswith(".jsonl.gz") for k in keys)
