@@ -90,7 +90,7 @@ class MetaView:
     """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
 
     __slots__ = ("meta", "block", "lifetime", "lm", "ctype", "date", "age_at", "rt",
-                 "plain_fresh", "cs")
+                 "plain_fresh", "cs", "owned")
 
     def __init__(self, meta: ObjectMeta) -> None:
         self.meta = meta
@@ -108,6 +108,7 @@ class MetaView:
         # lifetime > age (same rule, decided once per stored response)
         self.plain_fresh = not (meta.soft_purged or cc.no_cache)
         self.cs: tuple[int, str] = (-1, "")
+        self.owned: dict[int, bool] | None = None
 
     def hit_status(self, ttl: float) -> str:
         t = int(ttl // 1)
@@ -142,7 +143,7 @@ class EdgeApp:
         self.conns: set[HttpConnection] = set()
         self.ops: Any = None  # edge.server.ops.Ops, set by the node
         self.draining = False
-        self.remote_hits: list[tuple[str, int]] = []
+        self.remote_hits: dict[tuple[str, int], int] = {}  # (chunk key, size) -> hits
         self.owns: Any = None  # chunk key -> bool in multi-worker mode
 
     # ---- connection bookkeeping ------------------------------------------------------------
@@ -459,6 +460,17 @@ class EdgeApp:
             return
         self.send_body(conn, req, meta, body, 0, status, word, npath, head)
 
+    def _owned(self, meta: ObjectMeta, i: int) -> bool:
+        """Does this worker own chunk i (decided once per stored object and chunk)?"""
+        view = self.view(meta)
+        o = view.owned
+        if o is None:
+            o = view.owned = {}
+        v = o.get(i)
+        if v is None:
+            v = o[i] = bool(self.owns(f"{meta.key}#{i}"))
+        return v
+
     def _plan(self, body: list[Any], meta: ObjectMeta, a: int, b: int,
               record: bool = True) -> None:
         """Body items for object bytes [a, b): (chunk index, offset in chunk, length, ref)."""
@@ -476,8 +488,9 @@ class EdgeApp:
                     ref = ChunkRef("", len(fl.buf), fl.buf)  # complete, commit under way
             if ref is not None and record:
                 store.record_hit(meta, i)  # disk policy only for owned keys, memory for all
-                if self.owns is not None and not self.owns(f"{meta.key}#{i}"):
-                    self.remote_hits.append((f"{meta.key}#{i}", cend - cstart))
+                if self.owns is not None and not self._owned(meta, i):
+                    rk = (f"{meta.key}#{i}", cend - cstart)
+                    self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
             body.append((i, a - cstart, n, ref))
             a += n
             i += 1
@@ -778,13 +791,13 @@ class EdgeApp:
     # ---- multi-worker: hits on other workers' chunks go to their owner's policy ------------
     def send_remote_hits(self) -> None:
         """Batch of hits this worker served for chunks another worker owns (once a second)."""
-        hits, self.remote_hits = self.remote_hits, []
+        hits, self.remote_hits = self.remote_hits, {}
         peers = self.flights.peer_for
         by_peer: dict[Any, list[str]] = {}
-        for ck, size in hits:
+        for (ck, size), n in hits.items():
             p = peers(ck)
             if p is not None:
-                by_peer.setdefault(p, []).append(f"{size} {ck}")
+                by_peer.setdefault(p, []).append(f"{n} {size} {ck}")
         for p, lines in by_peer.items():
             self._spawn(self._post_hits(p, "\n".join(lines).encode()))
 
@@ -796,9 +809,12 @@ class EdgeApp:
     def _remote_hits_in(self, conn: HttpConnection, req: Request) -> None:
         pairs = []
         for line in req.body.decode("utf-8", "replace").splitlines():
-            size, _, ck = line.partition(" ")
-            if size.isdigit() and ck:
-                pairs.append((ck, int(size)))
+            n, _, rest = line.partition(" ")
+            size, _, ck = rest.partition(" ")
+            if n.isdigit() and size.isdigit() and ck:
+                # each hit counts for the owner's policy; a burst is capped (frequency, not
+                # volume, is what the policies weigh)
+                pairs += [(ck, int(size))] * min(int(n), 16)
         with contextlib.suppress(Exception):
             self.store.record_remote_hits(pairs)
         self.respond(conn, req, 204, {}, b"", "edgecdn; fwd=bypass; detail=internal", "ops")
