@@ -222,17 +222,17 @@ async def test_evacuation_ramps_then_restores(edges, mmdb_path: Path, client_fac
     async with steering(edges, mmdb_path) as srv:
         c = client_factory(srv.http_port)
         status, doc = await c.post("/v1/admin/evacuate", {"region": "eu-west",
-                                                           "ramp_seconds": 3})
+                                                           "ramp_seconds": 5})
         assert status == 200 and doc["eu-west"]["keep_target"] == 0
-        early = Counter([(await c.steer()).reason["region"] for _ in range(100)])
-        assert early["eu-west"] > 50  # the ramp has just begun
+        early = Counter([(await c.steer()).reason["region"] for _ in range(40)])
+        assert early["eu-west"] > 20  # the ramp has just begun
 
         async def keep_zero() -> bool:
             return (await c.get("/v1/admin/regions",
                                 headers={"Authorization": "Bearer tok"}))[1]["eu-west"][
                 "keep"] == 0
 
-        await wait_until(keep_zero, timeout=5)
+        await wait_until(keep_zero, timeout=8)
         late = [await c.steer() for _ in range(50)]
         assert all(t.region != "eu-west" for r in late for t in r.targets if t.kind == "edge")
         assert all(r.reason["choice"] == "spill" for r in late)
