@@ -215,6 +215,8 @@ class Ranker:
         picks = self._pick_edges(key, o, primary, spilled, view, rnd)
         if not picks:
             return Decision([], "", "fallback", spilled)
+        if picks[0].site.region != primary:  # every edge of the primary region was shed
+            return Decision(picks, picks[0].site.region, "spill", [*spilled, primary])
         return Decision(picks, primary, choice, spilled)
 
     def _pick_edges(self, key: str, o: _Order, primary: str, spilled: list[str], view: View,

@@ -141,3 +141,11 @@ def test_same_inputs_same_decision() -> None:
     a = ranker().rank("/titles/z/", AT_BRUSSELS, view(), rnd(9))
     b = ranker().rank("/titles/z/", AT_BRUSSELS, view(), rnd(9))
     assert [p.edge.name for p in a.picks] == [p.edge.name for p in b.picks]
+
+
+def test_a_region_whose_edges_are_all_shed_spills_to_the_next() -> None:
+    v = view()
+    loads = dict(v.edge_load) | {"lon-1": 0.99, "lon-2": 0.99, "dub-1": 0.99}
+    d = ranker().rank("/titles/q/", AT_LONDON, View(1, loads, v.weight, v.keep), rnd())
+    assert (d.region, d.choice, d.spilled) == ("eu-central", "spill", ["eu-west"])
+    assert d.picks[0].site.name == "fra"
