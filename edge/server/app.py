@@ -72,6 +72,14 @@ BOUNDARY = "edgecdn-byteranges-7f3a9c"
 # measured (bench serve): transport.write of a 2 MiB bytes costs ~2.4x the CPU of os.sendfile
 # of the same page-cached file; below this size both cost the same, so memory wins there
 SENDFILE_MIN = 64 * 1024
+HOT_MAX_OBJECT = 64 * 1024  # objects up to this size may be answered by the hot path
+# request headers that need the general path (conditionals, ranges, client cache directives,
+# credentials, peer requests)
+HOT_BLOCKERS = frozenset({
+    "range", "if-range", "if-none-match", "if-modified-since", "if-match",
+    "if-unmodified-since", "authorization", "cache-control", "pragma", PEER_FILL_HEADER,
+    PEER_HEADER,
+})
 HITS_PATH = "/_edgecdn/hits"  # internal listener only: batched remote hits for the owner
 
 
@@ -84,6 +92,23 @@ class Counters:
     hits: int = 0
     bytes_sent: int = 0
     active: int = 0
+
+
+class HotEntry:
+    """A ready answer for a plain GET of a small object held in memory (see _hot_hit)."""
+
+    __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size")
+
+    def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes, body: bytes,
+                 chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...]) -> None:
+        self.key = key
+        self.meta = meta
+        self.view = view
+        self.prefix = prefix  # status line and headers up to (not incl.) Age
+        self.body = body
+        self.chunks = chunks
+        self.remote = remote
+        self.size = len(body)
 
 
 class MetaView:
@@ -138,6 +163,9 @@ class EdgeApp:
         self.hit_for_pass: dict[str, float] = {}
         self._views: dict[int, MetaView] = {}
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
+        self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
+        self.hot_bytes = 0
+        self.hot_max = min(64 * 1024**2, max(cfg.cache.memory_bytes // 4, 0))
         self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.conns: set[HttpConnection] = set()
@@ -178,6 +206,9 @@ class EdgeApp:
     # ---- entry point -----------------------------------------------------------------------
     def handle(self, conn: HttpConnection, req: Request) -> None:
         self.counters.requests += 1
+        e = self.hot.get(req.target)
+        if e is not None and self._hot_hit(conn, req, e):
+            return
         try:
             self._route(conn, req)
         except Exception as e:  # a bug must not kill the connection loop silently
@@ -301,6 +332,69 @@ class EdgeApp:
             self.simple(conn, req, 504, "not cached (only-if-cached)", "miss")
             return
         self._spawn(self.miss(conn, req, npath, query, key, meta, fr, peer))
+
+    # ---- hot responses: small, fully in memory, plain GETs ---------------------------------
+    def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
+        """The whole answer to a plain GET of a small object held in memory: one dict lookup,
+        the same freshness rule (lifetime > age), the meta re-checked against the store (so
+        a purge or a new version is never missed), one write. False: take the general path."""
+        h = req.headers
+        if (req.method != "GET" or not h.keys().isdisjoint(HOT_BLOCKERS) or req.http10
+                or not conn.keep_alive or self.draining or conn.internal or not conn.public):
+            return False
+        meta = self.store.get_meta(e.key)
+        view = e.view
+        now = self.clock()
+        age = view.age_at + (now - view.rt)
+        if meta is not e.meta or view.lifetime <= age:
+            self._hot_drop(req.target)
+            return False
+        store = self.store
+        for i in e.chunks:
+            store.record_hit(meta, i)
+        for rk in e.remote:
+            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
+        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
+                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
+                          e.size)
+        self._log(conn, req, 200, "hit")
+        conn.finish()
+        return True
+
+    def _hot_put(self, req: Request, meta: ObjectMeta, view: MetaView, body: list[Any],
+                 key: str) -> None:
+        pieces = []
+        chunks = []
+        for it in body:
+            if type(it) is not tuple:
+                return
+            index, off, ln, ref = it
+            if ref is None or ref.data is None:
+                return
+            pieces.append(memoryview(ref.data)[off:off + ln])
+            chunks.append(index)
+        data = b"".join(pieces)
+        if len(data) > self.hot_max:
+            return
+        if self.hot_bytes + len(data) > self.hot_max:
+            self.hot.clear()
+            self.hot_bytes = 0
+        remote = []
+        if self.owns is not None:
+            remote = [(f"{meta.key}#{i}", min(self.cs, meta.size - i * self.cs))
+                      for i in chunks if not self._owned(meta, i)]
+        prefix = b"".join((status_line(200), view.block,
+                           f"content-type: {view.ctype}\r\n".encode("latin-1", "replace"),
+                           b"content-length: %d\r\naccept-ranges: bytes\r\n" % len(data)))
+        self._hot_drop(req.target)
+        self.hot[req.target] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
+                                        tuple(remote))
+        self.hot_bytes += len(data)
+
+    def _hot_drop(self, target: str) -> None:
+        old = self.hot.pop(target, None)
+        if old is not None:
+            self.hot_bytes -= old.size
 
     def _peer_fill(self, conn: HttpConnection, req: Request, key: str, npath: str,
                    now: float) -> None:
@@ -452,6 +546,11 @@ class EdgeApp:
             word = "partial"
             cs = cache_status(hit=False, fwd="partial", stored=True,
                               ttl=view.lifetime - age)
+        if (word == "hit" and status == 200 and not missing and size <= HOT_MAX_OBJECT
+                and req.method == "GET" and not peer and not meta.vary and self.tokens is None
+                and not conn.internal and conn.public and conn.keep_alive and not req.http10
+                and req.headers.keys().isdisjoint(HOT_BLOCKERS)):
+            self._hot_put(req, meta, view, body, meta.key)
         head = self._head(conn, req, status, view, clen, age, cs, crange, ctype, peer, meta)
         if req.method == "HEAD" or not body:
             conn.write_head(head)

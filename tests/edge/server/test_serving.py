@@ -189,3 +189,31 @@ async def test_keep_alive_and_pipelining(origin, make_edge, sender):
         n = int(re.search(rb"content-length: (\d+)", head).group(1))
         assert await reader.readexactly(n) == body
     writer.close()
+
+
+async def test_hot_small_objects_still_see_purges_new_versions_and_expiry(origin, make_edge,
+                                                                          client):
+    import json as _json
+
+    origin.put("/hot.ts", b"v1" * 100, headers={"Cache-Control": "max-age=600", "ETag": '"1"'})
+    edge = make_edge(origin.url)
+    for _ in range(4):  # miss, disk hits (promoted to memory), memory hits (hot)
+        r = await fetch(client, edge.url + "/hot.ts")
+        assert r.body == b"v1" * 100
+        edge.settle()
+        edge.call(edge.node.store.flush)
+    r = await fetch(client, edge.url + "/hot.ts")
+    assert r.cache.startswith("edgecdn; hit") and "/hot.ts" in edge.node.app.hot
+    assert int(r.headers["age"]) >= 0 and r.headers["etag"] == '"1"'
+    # a conditional or ranged request is not answered by the hot path but still correctly
+    r = await fetch(client, edge.url + "/hot.ts", headers={"If-None-Match": '"1"'})
+    assert r.status == 304
+    r = await fetch(client, edge.url + "/hot.ts", headers={"Range": "bytes=0-1"})
+    assert r.status == 206 and r.body == b"v1"
+    # purge: the hot answer is dropped at once
+    origin.put("/hot.ts", b"v2" * 100, headers={"Cache-Control": "max-age=1", "ETag": '"2"'})
+    r = await fetch(client, edge.url + "/admin/purge", "POST",
+                    headers={"Authorization": "Bearer sekrit"}, data=b'{"key": "/hot.ts"}')
+    assert _json.loads(r.body)["purged"] == 1
+    r = await fetch(client, edge.url + "/hot.ts")
+    assert r.body == b"v2" * 100 and "fwd=miss" in r.cache
