@@ -324,8 +324,8 @@ def edge_accepts_fill(root: Path, env: dict[str, str]) -> bool:
     """Does this build's edge take a [fill] section? Asked of the edge's own config loader,
     in a child process (bench does not import the edge)."""
     probe = root / "fill-probe.toml"
-    probe.write_text('[fill]\nenabled = true\nmanifests = "s3://b/manifests/"\n'
-                     'window = "always"\n')
+    probe.write_text('[origin]\nurl = "s3://b/p"\n[fill]\nenabled = true\n'
+                     'manifests = "s3://b/manifests/"\nwindow = "always"\n')
     res = subprocess.run([PY, "-c", "import sys; from edge.config import load_config; "
                           "load_config(sys.argv[1])", str(probe)], capture_output=True,
                          env=env, stdin=subprocess.DEVNULL)
@@ -410,6 +410,9 @@ def before_after(rep: dict[str, Any], t_fault: float) -> list[str]:
         s = sum(tot.values()) or 1
         return ", ".join(f"{k} {v / s * 100:.0f}%" for k, v in sorted(tot.items()))
 
+    first = [b for b in tl if b["t"] < 10]
+    fb = sum(b["bytes"] for b in first)
+    first_hr = f"{sum(b['hit_bytes'] for b in first) / fb * 100:.1f}%" if fb else "n/a"
     before = [b for b in tl if b["t"] < t_fault]
     after = [b for b in tl if b["t"] >= t_last + 5]
     return [
@@ -418,4 +421,5 @@ def before_after(rep: dict[str, Any], t_fault: float) -> list[str]:
         f"after the faults:  regions {share(after, 'by_region')}; "
         f"sites {share(after, 'by_site')}",
         f"edges after the faults: {share(after, 'by_source')}",
+        f"byte hit ratio in the first 10 s (what the fill placed): {first_hr}",
     ]
