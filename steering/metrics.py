@@ -41,6 +41,10 @@ class SteerMetrics:
         self.cf_signatures = Gauge("edgecdn_steer_cloudfront_signatures",
                                    "RSA signatures made for CloudFront URLs (memoised)",
                                    registry=r)
+        self.loop_lag = Histogram("edgecdn_steer_loop_lag_seconds",
+                                  "How late the serving loop ran its 0.2 s ticker", registry=r,
+                                  buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
+                                           0.5, 1.0))
         self._dec: dict[tuple[str, str], Counter] = {}
         self._probe_site = {e: self.probe.labels(site) for e, site in edges.items()}
         self._load = {e: self.load.labels(e) for e in edges}

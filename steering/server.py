@@ -68,8 +68,11 @@ class SteeringServer:
 
     async def _ticker(self) -> None:
         last_sweep = last_freeze = time.monotonic()
+        loop = asyncio.get_running_loop()
         while True:
+            t0 = loop.time()
             await asyncio.sleep(TICK_S)
+            self.steering.metrics.loop_lag.observe(max(0.0, loop.time() - t0 - TICK_S))
             for change in self.steering.tick(time.time()):
                 log.warning("region %s", change)
             mono = time.monotonic()
