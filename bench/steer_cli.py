@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edges", type=int, default=200)
     p.add_argument("--regions", type=int, default=10)
     p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="saturated runs; the median by throughput is reported")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
     p.add_argument("--titles", type=int, default=1000)
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
@@ -35,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         r = asyncio.run(bench(args.edges, args.regions, args.connections, args.duration,
                               args.warmup, args.titles, args.tool, args.server_cores or None,
                               args.client_cores or None, not args.no_decision_log,
-                              args.rate))
+                              args.rate, args.repeat))
     except (RuntimeError, ValueError) as e:
         print(f"edgecdn bench steer: {e}")
         return 1

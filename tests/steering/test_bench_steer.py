@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_steer_json_smoke() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "edgecdn.cli", "bench", "steer", "--edges", "20", "--regions",
-         "4", "--connections", "4", "--duration", "1", "--warmup", "0", "--titles", "5",
+         "4", "--connections", "4", "--duration", "1", "--warmup", "0", "--titles", "5", "--repeat", "1",
          "--tool", "python", "--server-cores", "", "--client-cores", "", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stdout + out.stderr
