@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import sys
+import threading
 import time
 from json.encoder import encode_basestring_ascii as _encode
 from pathlib import Path
@@ -61,6 +62,7 @@ class AccessLog:
         elif cfg.access:
             self.sink = open(cfg.access, "a", buffering=1 << 16)  # noqa: SIM115
             self.own_sink = True
+        self.lock = threading.Lock()
         self.spool = spool_dir if cfg.spool else None
         self.seq = 0
         self.file: IO[str] | None = None
@@ -87,7 +89,12 @@ class AccessLog:
         return "\n".join(out)
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
-        """Write formatted rows; rotates the spool file when due."""
+        """Write formatted rows; rotates the spool file when due. Thread-safe (the server
+        calls it from a worker thread)."""
+        with self.lock:
+            self._write(rows)
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if rows and (self.sink is not None or self.spool is not None):
             text = self.format(rows)
             if self.sink is not None:
@@ -124,7 +131,8 @@ class AccessLog:
             self.path = None
 
     def close(self) -> None:
-        self.maybe_rotate(force=True)
+        with self.lock:
+            self.maybe_rotate(force=True)
         if self.own_sink and self.sink is not None:
             self.sink.close()
             self.sink = None

@@ -39,6 +39,7 @@ class Ops:
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=6)
         self.egress_bps = 0.0
         self.task: asyncio.Task[None] | None = None
+        self._log_task: asyncio.Future[None] | None = None
         self.fill: Any = None  # edge.fill.FillWorker (the fetching worker only)
         self.shipper: Any = None  # edge.logship.LogShipper (worker 0 only)
 
@@ -112,9 +113,25 @@ class Ops:
         return out
 
     def flush_log(self) -> None:
+        """Format and write the access rows gathered since the last tick in a worker thread
+        (~4 us a row: at 10k req/s that would stall the loop 40 ms a second)."""
+        t = self._log_task
+        if t is not None and not t.done():
+            return  # the previous batch is still being written; these rows wait a tick
         rows = self.app.access
         if rows:
             self.app.access = []
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.access.write(rows)
+            return
+        self._log_task = loop.create_task(asyncio.to_thread(self.access.write, rows))
+
+    def flush_log_now(self) -> None:
+        """Synchronously (shutdown, tests): everything gathered so far."""
+        rows = self.app.access
+        self.app.access = []
         self.access.write(rows)
 
     async def stop(self) -> None:
@@ -122,7 +139,10 @@ class Ops:
             self.task.cancel()
             with contextlib.suppress(BaseException):
                 await self.task
-        self.flush_log()
+        if self._log_task is not None:
+            with contextlib.suppress(BaseException):
+                await self._log_task
+        self.flush_log_now()
         with contextlib.suppress(Exception):
             self.metrics.sync(self.app, self.flights, self.store)
         self.access.close()

@@ -124,9 +124,9 @@ async def test_access_log_spool_files_rotate_to_ready(origin, make_edge, client,
                      log={"access": str(log_file), "rotate_seconds": 0.05})
     await fetch(client, edge.url + "/l.ts", headers={"Range": "bytes=0-9"})
     await fetch(client, edge.url + "/l.ts")
-    edge.call(edge.node.ops.flush_log)
+    edge.call(edge.node.ops.flush_log_now)
     time.sleep(0.06)
-    edge.call(edge.node.ops.flush_log)  # rotates the spool file: closed and renamed
+    edge.call(edge.node.ops.flush_log_now)  # rotates the spool file: closed and renamed
     lines = log_file.read_text().splitlines()
     recs = [AccessRecord.from_json(line) for line in lines]
     assert [(r.status, r.bytes, r.cache, r.range) for r in recs] == [
