@@ -313,6 +313,7 @@ def run_demo(o: DemoOptions, say: Callable[[str], None] = print) -> dict[str, An
         say(f"  JSON report: {jpath.resolve()}")
         say(f"  PNG report:  {ppath.resolve()}")
         rep["demo"]["seconds"] = round(time.monotonic() - t_start, 1)
+        rep["demo"]["pids"] = {name: p.pid for name, p in procs.procs.items()}
         return rep
     finally:
         procs.stop_all()
