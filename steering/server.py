@@ -50,6 +50,14 @@ class SteeringServer:
         if self.steering.state_error:
             log.error("steering state not loaded: %s", self.steering.state_error)
         await self.prober.start()
+        try:
+            await self._listen()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._ticker()))
+
+    async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
         api = HttpApi(self.steering)
         host, port = split_hostport(self.listen)
@@ -64,7 +72,6 @@ class SteeringServer:
             self._udp, tcp = await start_dns(responder, dhost, dport)
             self._servers.append(tcp)
             self.dns_port = self._udp.get_extra_info("sockname")[1]
-        self._tasks.append(asyncio.create_task(self._ticker()))
 
     async def _ticker(self) -> None:
         last_sweep = last_freeze = time.monotonic()
@@ -130,5 +137,8 @@ def run(server: SteeringServer) -> int:
         asyncio.run(run_forever(server))
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # e.g. the listen address is taken
+        print(f"edgecdn steer: {e}", file=sys.stderr)
+        return 2
     sys.stdout.flush()
     return 0

@@ -84,3 +84,20 @@ async def test_bad_configs_exit_2_with_a_reason(tmp_path: Path) -> None:
         cfg.write_text(text)
         code, err = await run_cli(cfg)
         assert code == 2 and want.encode() in err, (want, err)
+
+
+async def test_listen_address_in_use_exits_2(edges, tmp_path: Path) -> None:
+    import socket
+
+    doc = fleet_doc({n: e.url for n, e in edges.items()})
+    cfg = write_fleet_toml(tmp_path / "fleet.toml", doc)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgecdn.cli", "steer", "--config", str(cfg), "--listen",
+            f"127.0.0.1:{port}", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and b"edgecdn steer:" in err
