@@ -69,6 +69,14 @@ def sched_seconds(pid: int) -> tuple[float, float]:
     return run / 1e9, wait / 1e9
 
 
+def _thread_sched(pid: int, tid: int) -> tuple[float, float]:
+    try:
+        f = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(f[0]) / 1e9, int(f[1]) / 1e9
+
+
 def synthetic_title(segments: int, size: int) -> dict[str, bytes]:
     rng = random.Random(0)
     out = {}
@@ -163,6 +171,7 @@ name = "r1"
         me0 = cpu_seconds(os.getpid())  # children: reaped at the end, counted in cutime
         sched0 = {n: sched_seconds(pid) for n, pid in
                   (("harness", os.getpid()), ("edge", procs.pid("edge")))}
+        loop0 = _thread_sched(os.getpid(), os.getpid())
         s = build_settings(fleet, bench_table(fleet, None, {
             "players": args.players, "duration": args.duration, "speed": 10000.0,
             "procs": args.procs}), [], [])
@@ -176,6 +185,9 @@ name = "r1"
             r1, w1 = sched_seconds(pid)
             waited[n] = {"on_cpu_s": round(r1 - sched0[n][0], 2),
                          "runnable_waiting_s": round(w1 - sched0[n][1], 2)}
+        r1, w1 = _thread_sched(os.getpid(), os.getpid())
+        waited["harness_event_loop_thread"] = {"on_cpu_s": round(r1 - loop0[0], 2),
+                                               "runnable_waiting_s": round(w1 - loop0[1], 2)}
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         gbps = rep["bytes_total"] * 8 / 1e9 / wall
