@@ -541,7 +541,15 @@ class Flights:
                 s, e = self.bounds(meta, index)
                 owned[index] = self.chunks[ckey] = ChunkFlight(ckey, e - s)
         if not via_peer:  # on disk (and in the index) before anyone is told about it
-            await asyncio.to_thread(self._put_meta, meta)
+            try:
+                await asyncio.to_thread(self._put_meta, meta)
+            except BaseException:
+                resp.close()
+                for fl in owned.values():
+                    fl.fail(FlightFailed("could not record the object"))
+                    if self.chunks.get(fl.key) is fl:
+                        del self.chunks[fl.key]
+                raise
         saved.set_result(None)
         fut.set_result(HeadResult(HeadKind.META, meta=meta))
         if self.heads.get(key) is fut:

@@ -376,7 +376,7 @@ class EdgeApp:
         data = b"".join(pieces)
         if len(data) > self.hot_max:
             return
-        if self.hot_bytes + len(data) > self.hot_max:
+        if self.hot_bytes + len(data) > self.hot_max or len(self.hot) > 100_000:
             self.hot.clear()
             self.hot_bytes = 0
         remote = []
@@ -465,6 +465,8 @@ class EdgeApp:
             return
         if res.kind is HeadKind.PASS:
             if self.cfg.origin.hit_for_pass > 0:
+                if len(self.hit_for_pass) > 100_000:
+                    self.hit_for_pass.clear()
                 self.hit_for_pass[key] = now + self.cfg.origin.hit_for_pass
             await self.passthrough(conn, req, npath, key, "uri-miss")
             return
