@@ -513,7 +513,11 @@ class Flights:
             if raw is None:
                 resp.close()
                 return HeadResult(HeadKind.PASS, reason="peer answer not cacheable")
-            meta = ObjectMeta.from_json(raw)
+            try:
+                meta = ObjectMeta.from_json(raw)
+            except ValueError:
+                resp.close()
+                return HeadResult(HeadKind.PASS, reason="peer sent a bad meta")
         else:
             headers = {k: v for k, v in headers_to_store(rh, t_resp).items()
                        if k not in _NOT_STORED}
