@@ -217,3 +217,16 @@ async def test_hot_small_objects_still_see_purges_new_versions_and_expiry(origin
     assert _json.loads(r.body)["purged"] == 1
     r = await fetch(client, edge.url + "/hot.ts")
     assert r.body == b"v2" * 100 and "fwd=miss" in r.cache
+
+
+async def test_http_origin_prefix_and_query_in_key(origin, make_edge, client):
+    origin.put("/base/dir/a.ts", b"A" * 10, headers=CC)
+    edge = make_edge(origin.url + "/base/")
+    r = await fetch(client, edge.url + "/dir/a.ts?b=2&a=1")
+    assert r.status == 200 and r.body == b"A" * 10
+    assert origin.requests[-1][1] == "/base/dir/a.ts"
+    # same parameters in another order: the same cache entry
+    r = await fetch(client, edge.url + "/dir/a.ts?a=1&b=2")
+    assert r.cache.startswith("edgecdn; hit")
+    r = await fetch(client, edge.url + "/dir/a.ts?a=9")
+    assert "fwd=miss" in r.cache
