@@ -19,6 +19,10 @@ returns, steering's admin API and the origin fault proxy for faults.
     max_buffer = 30.0              # media seconds a player buffers ahead
     request_timeout = 4.0          # seconds before a request fails over
     ramp = 5.0                     # seconds over which players start
+    connect_timeout = 1.0
+    players = 10                   # also --players; likewise duration, speed, seed,
+    duration = 60.0                #   sessions (plays per player, 0 = until the end)
+    procs = 1                      #   and procs (harness processes sharing the players)
     [[bench.clients]]              # client geo prefixes, drawn by weight
     prefix = "10.1.0.0/16"
     weight = 1.0
