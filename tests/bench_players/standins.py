@@ -41,10 +41,11 @@ def make_title(title: str, segments: int = 4, renditions: tuple[tuple[str, int, 
     return out
 
 
-def library(titles: tuple[str, ...] = ("t1", "t2", "t3"), segments: int = 4) -> dict[str, bytes]:
+def library(titles: tuple[str, ...] = ("t1", "t2", "t3"), segments: int = 4,
+            renditions: tuple[tuple[str, int, int], ...] | None = None) -> dict[str, bytes]:
     lib: dict[str, bytes] = {}
     for t in titles:
-        lib.update(make_title(t, segments))
+        lib.update(make_title(t, segments, renditions) if renditions else make_title(t, segments))
     return lib
 
 
