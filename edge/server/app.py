@@ -165,6 +165,7 @@ class EdgeApp:
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
         self.hot_bytes = 0
+        self.hot_hits: list[HotEntry] = []
         self.hot_max = min(64 * 1024**2, max(cfg.cache.memory_bytes // 4, 0))
         self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -349,9 +350,7 @@ class EdgeApp:
         if meta is not e.meta or view.lifetime <= age:
             self._hot_drop(req.target)
             return False
-        store = self.store
-        for i in e.chunks:
-            store.record_hit(meta, i)
+        self.hot_hits.append(e)  # policy bookkeeping in a batch, off the hit (flush_hot_hits)
         for rk in e.remote:
             self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
         conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
@@ -360,6 +359,21 @@ class EdgeApp:
         self._log(conn, req, 200, "hit")
         conn.finish()
         return True
+
+    def flush_hot_hits(self) -> None:
+        """Tell the store about the hot path's hits (once a second, in a worker thread: the
+        policies' bookkeeping takes the store's lock)."""
+        batch, self.hot_hits = self.hot_hits, []
+        if not batch:
+            return
+        store = self.store
+
+        def record() -> None:
+            for e in batch:
+                for i in e.chunks:
+                    store.record_hit(e.meta, i)
+
+        self._spawn(asyncio.to_thread(record))
 
     def _hot_put(self, req: Request, meta: ObjectMeta, view: MetaView, body: list[Any],
                  key: str) -> None:

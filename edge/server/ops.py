@@ -64,6 +64,7 @@ class Ops:
             (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
             self.egress_bps = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
         self.flush_log()
+        self.app.flush_hot_hits()
         self.metrics.sync(self.app, self.flights, self.store)
         if self.app.remote_hits:
             self.app.send_remote_hits()
