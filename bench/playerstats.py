@@ -14,6 +14,7 @@ from typing import Any
 
 # latency histogram bin edges (ms), log-spaced 0.1 ms .. 100 s
 LAT_EDGES_MS = [round(10 ** (e / 8), 4) for e in range(-8, 41)]
+MAX_SESSION_DETAIL = 20_000  # per-play lines kept in the JSON report (long runs stay readable)
 TIMING_KEYS = frozenset({
     "wall_seconds", "startup_s", "segment_latency_ms", "throughput", "timeline",
     "latency_histogram", "rebuffer", "started_at", "bucket_seconds",
@@ -298,8 +299,9 @@ class RunStats:
                  "client_ip": s.client_ip, "ok": s.ok, "reason": s.reason,
                  "segments": s.segments, "planned_segments": s.planned_segments,
                  "renditions": s.renditions, "failovers": s.failovers, "corrupt": s.corrupt}
-                for s in sorted(done, key=lambda s: (s.player, s.index))
+                for s in sorted(done, key=lambda s: (s.player, s.index))[:MAX_SESSION_DETAIL]
             ],
+            "sessions_detail_truncated": len(done) > MAX_SESSION_DETAIL,
         }
 
 
