@@ -1,11 +1,14 @@
-"""``edgecdn steer --config FLEET [--listen HOST:PORT] [--dns HOST:PORT] [--geoip MMDB]``."""
+"""``edgecdn steer --config FLEET [--listen HOST:PORT] [--dns HOST:PORT] [--geoip MMDB]``.
+
+SIGHUP re-reads the fleet file: a file that validates replaces the running fleet (health
+and region traffic state carried over by name); one that does not is logged and ignored.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from dataclasses import replace
 
 from contracts.config import ConfigError, split_hostport
 from contracts.fleet import load_fleet
@@ -23,28 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from steering.server import SteeringServer, run
-    from steering.settings import SteeringSettings
+    from steering.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         fleet = load_fleet(args.config)
-        settings = SteeringSettings.from_dict(fleet.steering)
-        geoip = args.geoip if args.geoip is not None else settings.geoip_db
-        if geoip and fleet.source and not geoip.startswith("/"):
-            from pathlib import Path
-
-            cand = Path(fleet.source).parent / geoip
-            geoip = str(cand) if cand.exists() else geoip
-        settings = replace(settings, geoip_db=geoip)
-        if args.admin_token is not None:
-            settings = replace(settings, admin_token=args.admin_token)
+        overrides = {"geoip_db": args.geoip, "admin_token": args.admin_token}
+        settings = load_settings(fleet.steering, fleet.source, **overrides)
         listen = args.listen or settings.listen
         dns = args.dns if args.dns is not None else settings.dns_listen
         split_hostport(listen)
         if dns:
             split_hostport(dns)
-        server = SteeringServer(fleet, settings, listen, dns)
+        server = SteeringServer(fleet, settings, listen, dns, overrides=overrides)
     except (ConfigError, OSError) as e:
         print(f"edgecdn steer: {e}", file=sys.stderr)
         return 2

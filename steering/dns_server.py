@@ -51,10 +51,14 @@ def _host_ips(url: str) -> tuple[list[str], list[str]]:
 
 
 class DnsResponder:
-    def __init__(self, steering: Steering, name: str, ttl: int) -> None:
+    def __init__(self, steering: Steering) -> None:
+        self.use(steering)
+
+    def use(self, steering: Steering) -> None:
+        """Answer from this Steering from now on (fleet reload)."""
         self.steering = steering
-        self.zone = dns.name.from_text(name)
-        self.ttl = ttl
+        self.zone = dns.name.from_text(steering.settings.dns_name)
+        ttl = self.ttl = steering.settings.response_ttl
         self.ips = {e.name: _host_ips(e.url) for e in steering.fleet.edges}
         cf = steering.fleet.cloudfront
         self.cname = None

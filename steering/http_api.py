@@ -62,9 +62,13 @@ def parse_query(q: bytes) -> dict[str, str]:
 
 class HttpApi:
     def __init__(self, steering: Steering, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.use(steering)
+
+    def use(self, steering: Steering) -> None:
+        """Serve from this Steering from now on (fleet reload); open connections follow."""
         self.steering = steering
         s = steering.settings
-        self.clock = clock
         self.proxies = TrustSet(s.trusted_proxies)
         self.callers = TrustSet(s.trusted_callers)
         self.admin_token = s.admin_token.encode()

@@ -12,14 +12,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from contracts.config import split_hostport
-from contracts.fleet import Fleet
+from contracts.config import ConfigError, split_hostport
+from contracts.fleet import Fleet, load_fleet
 from steering.dns_server import DnsResponder, start_dns
 from steering.http_api import HttpApi
 from steering.http_server import HttpProtocol, close_idle
 from steering.probes import Prober
 from steering.service import Steering
-from steering.settings import SteeringSettings
+from steering.settings import SteeringSettings, load_settings
 
 log = logging.getLogger("edgecdn.steering")
 TICK_S = 0.2
@@ -37,6 +37,7 @@ class SteeringServer:
     http_port: int = 0
     dns_port: int = 0
     tune_gc: bool = False  # a dedicated server process: freeze long-lived objects (not tests)
+    overrides: dict[str, str | None] = field(default_factory=dict)  # CLI flags, kept for reload
 
     def __post_init__(self) -> None:
         self.steering = Steering(self.fleet, self.settings)
@@ -45,6 +46,8 @@ class SteeringServer:
         self._conns: set[HttpProtocol] = set()
         self._tasks: list[asyncio.Task] = []
         self._udp: asyncio.DatagramTransport | None = None
+        self._api: HttpApi | None = None
+        self._dns: DnsResponder | None = None
 
     async def start(self) -> None:
         if self.steering.state_error:
@@ -59,7 +62,7 @@ class SteeringServer:
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
-        api = HttpApi(self.steering)
+        api = self._api = HttpApi(self.steering)
         host, port = split_hostport(self.listen)
         srv = await loop.create_server(lambda: HttpProtocol(api, self._conns), host, port,
                                        backlog=1024, reuse_address=True)
@@ -67,11 +70,38 @@ class SteeringServer:
         self.http_port = srv.sockets[0].getsockname()[1]
         if self.dns_listen:
             dhost, dport = split_hostport(self.dns_listen)
-            responder = DnsResponder(self.steering, self.settings.dns_name,
-                                     self.settings.response_ttl)
+            responder = self._dns = DnsResponder(self.steering)
             self._udp, tcp = await start_dns(responder, dhost, dport)
             self._servers.append(tcp)
             self.dns_port = self._udp.get_extra_info("sockname")[1]
+
+    async def reload(self) -> str:
+        """Re-read the fleet file. Validated in full before anything changes: on any error the
+        running fleet stays and the error is returned ("" on success). Listen addresses are
+        not changed by a reload."""
+        src = self.fleet.source
+        try:
+            if not src:
+                raise ConfigError("this fleet did not come from a file")
+            fleet = load_fleet(src)
+            settings = load_settings(fleet.steering, fleet.source, **self.overrides)
+            new = Steering(fleet, settings)
+        except (ConfigError, OSError) as e:
+            log.error("fleet reload refused, keeping the running fleet: %s", e)
+            return str(e)
+        new.adopt(self.steering, time.time())
+        prober = Prober(new)
+        await prober.start()
+        old, old_prober = self.steering, self.prober
+        self.fleet, self.settings, self.steering, self.prober = fleet, settings, new, prober
+        if self._api is not None:
+            self._api.use(new)
+        if self._dns is not None:
+            self._dns.use(new)
+        await old_prober.stop()
+        old.close()
+        log.warning("fleet reloaded from %s: %d edges", src, len(new.edges))
+        return ""
 
     async def _ticker(self) -> None:
         last_sweep = last_freeze = time.monotonic()
@@ -105,7 +135,7 @@ class SteeringServer:
                 c.transport.close()
         if self._udp is not None:
             self._udp.close()
-        self.steering.log.close()
+        self.steering.close()
 
 
 async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
@@ -124,6 +154,15 @@ async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task] = set()
+
+    def on_hup() -> None:
+        t = asyncio.ensure_future(server.reload())
+        reloads.add(t)
+        t.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
     await server.stop()
 

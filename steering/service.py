@@ -134,6 +134,24 @@ class Steering:
         os.replace(tmp, path)
 
     # -- state ---------------------------------------------------------------------------
+    def adopt(self, old: Steering, now: float) -> None:
+        """Fleet reload: keep what the old instance learned about edges (same name and URL)
+        and regions (same name), so a reload neither forgets a down edge nor ends a ramp."""
+        for name, h in old.health.items():
+            e = self.edges.get(name)
+            if e is not None and e.url == old.edges[name].url:
+                self.health[name] = h
+                self.metrics.set_state(name, h.state)
+        for r, t in old.shifter.regions.items():
+            if r in self.shifter.regions:
+                self.shifter.regions[r] = t
+        self.capacity_started = old.capacity_started
+        self.rebuild(now, force=True)
+
+    def close(self) -> None:
+        self.log.close()
+        self.locator.close()
+
     def on_probe(self, edge: str, *, ok: bool, load: float, now: float, error: str = "",
                  latency_s: float = 0.0) -> bool:
         """One probe result; returns True when the edge's state changed (view rebuilt)."""

@@ -6,7 +6,8 @@ Every knob has a default, so a fleet file with an empty ``[steering]`` table wor
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from contracts.config import ConfigError
@@ -98,3 +99,18 @@ class SteeringSettings:
             raise ConfigError("steering: weights must be >= 0")
         if not 0 <= self.decision_log_sample <= 1:
             raise ConfigError("steering: decision_log_sample must be within [0, 1]")
+
+
+def load_settings(steering: dict[str, Any], source: str = "", geoip_db: str | None = None,
+                  admin_token: str | None = None) -> SteeringSettings:
+    """Settings from a fleet's [steering] table plus command-line overrides; a relative
+    geoip_db is looked up next to the fleet file first."""
+    s = SteeringSettings.from_dict(steering)
+    geoip = s.geoip_db if geoip_db is None else geoip_db
+    if geoip and source and not Path(geoip).is_absolute():
+        cand = Path(source).parent / geoip
+        geoip = str(cand) if cand.exists() else geoip
+    s = replace(s, geoip_db=geoip)
+    if admin_token is not None:
+        s = replace(s, admin_token=admin_token)
+    return s
