@@ -146,9 +146,6 @@ async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     server.tune_gc = True
-    if ready_line:  # one machine-readable line, for tests and the bench harness
-        print(json.dumps({"steering": "ready", "http_port": server.http_port,
-                          "dns_port": server.dns_port}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,6 +160,9 @@ async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if ready_line:  # one machine-readable line (signals handled by now), for tests and bench
+        print(json.dumps({"steering": "ready", "http_port": server.http_port,
+                          "dns_port": server.dns_port}), flush=True)
     await stop.wait()
     await server.stop()
 
