@@ -64,6 +64,10 @@ def edge(origin, make_edge):
     (b"GET /ok.ts HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: yesterday\r\n\r\n", 200, b"fine"),
     (b"GET /ok.ts HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200, b"fine"),
     (b"POST /ok.ts HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413, b"too large"),
+    (b"GET /ok.ts HTTP/1.0\r\n\r\n", 200, b"fine"),
+    (b"GET /ok.ts?%zz=%%&token HTTP/1.1\r\nHost: x\r\n\r\n", 200, b"fine"),
+    (b"GET /\xc3\xa9t\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"Invalid char"),
+    (b"GET /%C3%A9t%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n", 404, b"no such object"),
 ])
 async def test_bad_requests_get_4xx_with_reason(edge, raw, status, reason):
     resp = await _raw(edge.node.port, raw)
