@@ -26,7 +26,8 @@ from steering.service import BadRequest, Steering
 
 log = logging.getLogger("edgecdn.steering")
 JSON = b"application/json"
-Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+# headers: (name, value) pairs, or a block pre-rendered as b"Name: value\r\n..." (hot path)
+Response = tuple[int, list[tuple[bytes, bytes]] | bytes, bytes]
 _MAX_PARAM = 4096
 
 
@@ -72,7 +73,8 @@ class HttpApi:
         self.proxies = TrustSet(s.trusted_proxies)
         self.callers = TrustSet(s.trusted_callers)
         self.admin_token = s.admin_token.encode()
-        self.ttl_header = f"private, max-age={s.response_ttl}".encode()
+        self.steer_headers = (b"Content-Type: application/json\r\nCache-Control: private, "
+                              b"max-age=%d\r\n" % s.response_ttl)
 
     def handle(self, method: bytes, path: bytes, query: bytes, headers: dict[bytes, bytes],
                body: bytes, peer: str) -> Response:
@@ -101,7 +103,7 @@ class HttpApi:
             ip, via = self._client(peer, headers, params)
             now = self.clock()
             out = self.steering.decide_json(raw, ip, now, via)
-            return 200, [(b"Content-Type", JSON), (b"Cache-Control", self.ttl_header)], out
+            return 200, self.steer_headers, out
         if path.startswith(b"/v1/redirect/"):
             if not get:
                 return _err(405, "use GET", [(b"Allow", b"GET, HEAD")])

@@ -136,8 +136,11 @@ class HttpProtocol(asyncio.Protocol):
                                                 self.peer)
         keep = self.parser.should_keep_alive()
         out = [_STATUS[status], _Date.get()]
-        for k, v in headers:
-            out.append(k + b": " + v + b"\r\n")
+        if type(headers) is bytes:
+            out.append(headers)
+        else:
+            for k, v in headers:
+                out.append(k + b": " + v + b"\r\n")
         out.append(b"Content-Length: " + str(len(body)).encode() + b"\r\n")
         if not keep:
             out.append(b"Connection: close\r\n")
