@@ -62,14 +62,12 @@ def default_location(fleet: Fleet, region: str) -> Location:
 
 class Steering:
     def __init__(self, fleet: Fleet, settings: SteeringSettings, *,
-                 rnd: Callable[[], float] | None = None, geoip_db: str | None = None) -> None:
+                 rnd: Callable[[], float] | None = None) -> None:
         self.fleet = fleet
         self.settings = s = settings
         self.edges = {e.name: e for e in fleet.edges}
-        self.site_of = {e.name: fleet.site(e.site) for e in fleet.edges}
         self.metrics = SteerMetrics({e.name: e.site for e in fleet.edges})
-        db = s.geoip_db if geoip_db is None else geoip_db
-        self.locator = GeoLocator(db, default_location(fleet, s.default_region))
+        self.locator = GeoLocator(s.geoip_db, default_location(fleet, s.default_region))
         self.ranker = Ranker(fleet, RankingConfig(
             s.coverage_km, s.distance_tie_km, s.edges_per_site, s.max_sites, s.shed_low,
             s.shed_high))
