@@ -61,6 +61,8 @@ class SteerBenchResult:
     paced_decisions_per_s: float = 0.0
     paced_p50_ms: float = 0.0
     paced_p99_ms: float = 0.0
+    naive_decisions_per_s: float = 0.0  # the naive aiohttp reference, same load, interleaved
+    naive_p99_ms: float = 0.0
 
 
 def free_port() -> int:
@@ -206,6 +208,58 @@ class StubEdges:
             await self.runner.cleanup()
 
 
+def run_naive(fleet_path: str, port: int) -> None:
+    """The reference the issue measured (~3,700/s, p99 15 ms): a plain aiohttp app doing an
+    mmdb lookup, a distance sort, rendezvous hashing and HMAC tokens on every request, with
+    nothing precomputed. Run in its own process with the same load, for a ratio that holds
+    on a noisy machine."""
+    import math
+
+    import maxminddb
+    from aiohttp import web
+
+    from contracts.fleet import load_fleet
+    from contracts.keys import BadPath, ContentKey, normalize_path
+    from contracts.rendezvous import rank
+    from contracts.tokens import sign, token_query
+
+    fleet = load_fleet(fleet_path)
+    reader = maxminddb.open_database(str(Path(fleet_path).parent / "clients.mmdb"))
+    assert fleet.signing is not None
+    secret = fleet.signing.secrets[fleet.signing.active_kid]
+
+    def km(a: float, b: float, c: float, d: float) -> float:
+        p1, p2 = math.radians(a), math.radians(c)
+        h = (math.sin((p2 - p1) / 2) ** 2
+             + math.cos(p1) * math.cos(p2) * math.sin(math.radians(d - b) / 2) ** 2)
+        return 12742.0 * math.asin(math.sqrt(h))
+
+    async def steer(request: web.Request) -> web.Response:
+        try:
+            path = normalize_path(request.query["path"])
+        except (KeyError, BadPath) as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        rec = reader.get(request.query.get("client_ip") or request.remote or "") or {}
+        loc = rec.get("location", {})
+        lat, lon = loc.get("latitude", 0.0), loc.get("longitude", 0.0)
+        sites = sorted(fleet.sites, key=lambda s: km(lat, lon, s.lat, s.lon))[:3]
+        acl = ContentKey.parse(path).title_prefix
+        exp = int(time.time()) + fleet.signing.ttl
+        targets = []
+        for site in sites:
+            by_name = {e.name: e for e in site.edges}
+            for name in rank(acl, by_name)[:2]:
+                tok = token_query(sign(secret, fleet.signing.active_kid, acl, exp))
+                targets.append({"url": f"{by_name[name].url}{path}?{tok}", "edge": name,
+                                "site": site.name})
+        return web.json_response({"path": path, "targets": targets, "ttl": 30})
+
+    app = web.Application()
+    app.router.add_get("/v1/steer", steer)
+    web.run_app(app, host="127.0.0.1", port=port, print=lambda *_: print("ready", flush=True),
+                access_log=None)
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -264,7 +318,8 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
                 duration: float = 10.0, warmup: float = 3.0, titles: int = 1000,
                 tool: str = "auto", server_cores: str | None = "0",
                 client_cores: str | None = "1", decision_log: bool = True,
-                rate: float = 10_000.0, repeat: int = 3) -> SteerBenchResult:
+                rate: float = 10_000.0, repeat: int = 3,
+                naive: bool = True) -> SteerBenchResult:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     # this process (stand-in edges answering probes) is not pinned: on the load tool's core
@@ -282,11 +337,21 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             *_pin(server_cores), sys.executable, "-m", "edgecdn.cli", "steer", "--config",
             str(fleet), "--listen", f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
+        nproc = None
+        nport = free_port()
+        if naive:
+            nproc = await asyncio.create_subprocess_exec(
+                *_pin(server_cores), sys.executable, "-m", "bench.steer", "naive", str(fleet),
+                str(nport), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         try:
             assert proc.stdout is not None
             ready = await asyncio.wait_for(proc.stdout.readline(), 60)
             if b"ready" not in ready:
                 raise RuntimeError(f"steering did not start: {ready!r}")
+            if nproc is not None:
+                assert nproc.stdout is not None
+                if b"ready" not in await asyncio.wait_for(nproc.stdout.readline(), 60):
+                    raise RuntimeError("naive reference server did not start")
             sample = await _sample(port, clients[0])
             if warmup > 0:
                 await _load(tool, port, script, clients, titles, connections, warmup,
@@ -295,11 +360,18 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
             await asyncio.sleep(2.0)
             idle = (cpu_seconds(proc.pid) - c_idle) / (time.monotonic() - t_idle)
             runs = []  # (result, server cpu): the median run by throughput is reported
-            for _ in range(max(1, repeat)):
+            naive_runs: list[dict[str, float]] = []
+            if nproc is not None and warmup > 0:
+                await _load(tool, nport, script, clients, titles, connections, warmup,
+                            client_cores)
+            for _ in range(max(1, repeat)):  # interleaved with the reference, if any
                 cpu0 = cpu_seconds(proc.pid)
                 r1 = await _load(tool, port, script, clients, titles, connections, duration,
                                  client_cores)
                 runs.append((r1, cpu_seconds(proc.pid) - cpu0))
+                if nproc is not None:
+                    naive_runs.append(await _load(tool, nport, script, clients, titles,
+                                                  connections, duration, client_cores))
             rates = sorted(r["requests"] / (r["duration_us"] / 1e6) for r, _ in runs)
             runs.sort(key=lambda x: x[0]["requests"] / (x[0]["duration_us"] / 1e6))
             res, cpu = runs[len(runs) // 2]
@@ -325,13 +397,20 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
                                     duration, client_cores)
             probe_failures = await _probe_failures(port)
         finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
+            for p in (proc, nproc):
+                if p is not None and p.returncode is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        await asyncio.wait_for(p.wait(), 10)
+                    except TimeoutError:
+                        p.kill()
             await stub.stop()
+    naive_rate = naive_p99 = 0.0
+    if naive_runs:
+        naive_runs.sort(key=lambda r: r["requests"] / (r["duration_us"] / 1e6))
+        mid = naive_runs[len(naive_runs) // 2]
+        naive_rate = mid["requests"] / (mid["duration_us"] / 1e6)
+        naive_p99 = mid["p99_us"] / 1000
     secs = res["duration_us"] / 1e6
     n = int(res["requests"])
     return SteerBenchResult(
@@ -349,7 +428,8 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         paced_decisions_per_s=round(paced["requests"] / (paced["duration_us"] / 1e6), 1)
         if paced else 0.0,
         paced_p50_ms=round(paced["p50_us"] / 1000, 3) if paced else 0.0,
-        paced_p99_ms=round(paced["p99_us"] / 1000, 3) if paced else 0.0)
+        paced_p99_ms=round(paced["p99_us"] / 1000, 3) if paced else 0.0,
+        naive_decisions_per_s=round(naive_rate, 1), naive_p99_ms=round(naive_p99, 3))
 
 
 async def _load(tool: str, port: int, script: Path, clients: list[str], titles: int,
@@ -395,6 +475,10 @@ def format_result(r: SteerBenchResult) -> str:
             + (f"  paced at {r.paced_rate_target:,.0f}/s: {r.paced_decisions_per_s:,.0f} "
                f"decisions/s   p50 {r.paced_p50_ms:.2f} ms   p99 {r.paced_p99_ms:.2f} ms\n"
                if r.paced_rate_target else "") +
+            (f"  naive aiohttp reference, same load, interleaved: "
+               f"{r.naive_decisions_per_s:,.0f} decisions/s   p99 {r.naive_p99_ms:.2f} ms "
+               f"(edgecdn {r.decisions_per_s / r.naive_decisions_per_s:.2f}x)\n"
+               if r.naive_decisions_per_s else "") +
             f"  server CPU {r.server_cpu_s:.2f} s -> {r.decisions_per_cpu_s:,.0f} decisions "
             f"per CPU-second; idle (probes) {r.idle_cpu_fraction:.1%} of a core; "
             f"{r.cpu_us_per_decision:.0f} µs CPU per decision net of idle; "
@@ -403,3 +487,10 @@ def format_result(r: SteerBenchResult) -> str:
 
 def result_json(r: SteerBenchResult) -> str:
     return json.dumps(asdict(r))
+
+
+if __name__ == "__main__":  # python -m bench.steer naive FLEET PORT (the reference server)
+    if len(sys.argv) == 4 and sys.argv[1] == "naive":
+        run_naive(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit("usage: python -m bench.steer naive FLEET PORT")

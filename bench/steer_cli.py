@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="second, paced phase at this total rate for latency (0 = skip; wrk)")
     p.add_argument("--no-decision-log", action="store_true",
                    help="turn the JSON decision log off (on by default, to a temp file)")
+    p.add_argument("--no-naive", action="store_true",
+                   help="skip the naive aiohttp reference server run beside each measured run")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=main)
 
@@ -37,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
         r = asyncio.run(bench(args.edges, args.regions, args.connections, args.duration,
                               args.warmup, args.titles, args.tool, args.server_cores or None,
                               args.client_cores or None, not args.no_decision_log,
-                              args.rate, args.repeat))
+                              args.rate, args.repeat, not args.no_naive))
     except (RuntimeError, ValueError) as e:
         print(f"edgecdn bench steer: {e}")
         return 1
