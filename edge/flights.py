@@ -29,6 +29,7 @@ from edge.http.revalidate import conditional_headers, merge_not_modified, not_mo
 from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
 from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
 from edge.store.meta import ObjectMeta
+from edge.variants import plan_variant, primary_of
 
 RELAY_LIMIT = 64 * 1024  # non-2xx bodies up to this size are shared with every waiter
 PEER_HEADER = "x-edgecdn-peer"
@@ -508,6 +509,7 @@ class Flights:
                 resp.close()
                 return HeadResult(HeadKind.PASS, reason="origin sent no length")
             size, offset = cl, 0
+        pointer = None
         if via_peer:
             raw = rh.get(META_HEADER)
             if raw is None:
@@ -525,8 +527,12 @@ class Flights:
             if fields is None or not storable("GET", 200, req, headers):
                 resp.close()
                 return HeadResult(HeadKind.PASS, reason="not storable")
+            pointer = None
+            skey = primary_of(key)
+            if fields:  # one of several variants: under its own key, the URL points to it
+                skey, pointer = plan_variant(self.store, key, fields, req, t_resp)
             meta = ObjectMeta.from_stored(
-                key, size, StoredResponse(200, headers, t_req, t_resp),
+                skey, size, StoredResponse(200, headers, t_req, t_resp),
                 vary=vary_values(fields, req),
             )
             if meta.etag is None and meta.last_modified is None:
@@ -546,6 +552,8 @@ class Flights:
                 owned[index] = self.chunks[ckey] = ChunkFlight(ckey, e - s)
         if not via_peer:  # on disk (and in the index) before anyone is told about it
             try:
+                if pointer is not None:
+                    await asyncio.to_thread(self._put_meta, pointer)
                 await asyncio.to_thread(self._put_meta, meta)
             except BaseException:
                 resp.close()

@@ -57,6 +57,7 @@ from edge.origin_client.base import Origin, OriginError
 from edge.server.protocol import CLOSE, KEEP_ALIVE_10, HttpConnection, Request, status_line
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
+from edge.variants import POINTER, resolve
 
 log = logging.getLogger("edge.app")
 
@@ -300,6 +301,8 @@ class EdgeApp:
             self._spawn(self.passthrough(conn, req, npath, key, "request"))
             return
         meta = self.store.get_meta(key)
+        if meta is not None and POINTER in meta.vary:  # a varying URL: this request's variant
+            key, meta = resolve(self.store, key, h)
         fr = None
         if meta is not None:
             if meta.vary and not vary_matches(meta.vary, h):
@@ -414,7 +417,7 @@ class EdgeApp:
                    now: float) -> None:
         """A peer edge filling from us: answer only from what is stored (every chunk of the
         range), else 404; never an origin fetch, a flight, a store write or a policy hit."""
-        meta = self.store.get_meta(key)
+        key, meta = resolve(self.store, key, req.headers)
         if meta is None or meta.soft_purged or (meta.vary and not vary_matches(meta.vary,
                                                                               req.headers)):
             self.simple(conn, req, 404, "not cached here (peer fill)", "peerfill",

@@ -137,6 +137,20 @@ async def test_vary_variants_do_not_mix(origin, make_edge, client):
     assert "hit" not in r.cache.split("; ")
     _, _, h = origin.requests[-1]
     assert h.get("Accept-Encoding") == "br"
+    # both variants are kept side by side (normalised values: gzip == GZIP)
+    for ae in ("GZIP", "br", "gzip"):
+        r = await fetch(client, edge.url + "/v", headers={"Accept-Encoding": ae})
+        assert r.cache.startswith("edgecdn; hit") and r.body == b"plain" * 10, ae
+    n = origin.count("/v")
+    assert n == 2
+    # a request without the field is a third variant
+    r = await fetch(client, edge.url + "/v")
+    assert "fwd=miss" in r.cache and origin.count("/v") == 3
+    # purging the URL drops every variant
+    r = await fetch(client, edge.url + "/admin/purge", "POST",
+                    headers={"Authorization": "Bearer sekrit"}, data=b'{"key": "/v"}')
+    r = await fetch(client, edge.url + "/v", headers={"Accept-Encoding": "gzip"})
+    assert "fwd=miss" in r.cache and origin.count("/v") == 4
     origin.put("/star", b"s", headers={"Cache-Control": "max-age=60", "Vary": "*"})
     for _ in range(2):
         r = await fetch(client, edge.url + "/star")
