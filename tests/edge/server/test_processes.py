@@ -220,3 +220,25 @@ async def test_fill_from_manifest_then_hits_and_logs_shipped(s3_endpoint, s3_buc
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="logs/lon/lon-1/")
             .get("Contents", [])]
     assert keys and all(k.endswith(".jsonl.gz") for k in keys)
+
+
+async def test_sigterm_lets_in_flight_responses_finish(origin, edge_procs, tmp_path):
+    body = payload(2 * CHUNK, 9)
+    origin.put("/g.ts", body, headers=CC)
+    origin.held.add("/g.ts")
+    port = free_port()
+    e = EdgeProcess(_args(origin.url, tmp_path / "cache", port))
+    edge_procs.append(e)
+    e.wait_ready()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /g.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200")
+    e.proc.send_signal(signal.SIGTERM)  # mid-response
+    origin.held.clear()
+    origin.release()
+    got = await asyncio.wait_for(reader.readexactly(len(body)), 10)
+    assert got == body
+    assert b"connection: close" in head.lower() or await reader.read() == b""
+    writer.close()
+    assert await asyncio.to_thread(e.proc.wait, 20) == 0
