@@ -31,6 +31,7 @@ from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
 from edge.store.meta import ObjectMeta
 from edge.variants import plan_variant, primary_of
 
+VIA = "1.1 edgecdn"
 RELAY_LIMIT = 64 * 1024  # non-2xx bodies up to this size are shared with every waiter
 PEER_HEADER = "x-edgecdn-peer"
 META_HEADER = "x-edgecdn-meta"
@@ -208,7 +209,10 @@ class Flights:
 
     @staticmethod
     def forward_headers(req: Headers) -> Headers:
-        return {k: v for k, v in strip_hop_by_hop(req).items() if k not in _NOT_FORWARDED}
+        """What a fill forwards of the client's request (RFC 9110 §7.6.3: a gateway adds Via)."""
+        h = {k: v for k, v in strip_hop_by_hop(req).items() if k not in _NOT_FORWARDED}
+        h["via"] = f"{h['via']}, {VIA}" if "via" in h else VIA
+        return h
 
     async def _request(self, src: Origin, path: str, query: str, headers: Headers
                        ) -> tuple[OriginResponse, float, float]:

@@ -24,6 +24,7 @@ from edge.fill.config import PEER_FILL_HEADER
 from edge.flights import (
     META_HEADER,
     PEER_HEADER,
+    VIA,
     FlightFailed,
     Flights,
     HeadKind,
@@ -848,6 +849,7 @@ class EdgeApp:
         """Forward the request as is and stream the answer; nothing is stored."""
         fwd = {k: v for k, v in strip_hop_by_hop(req.headers).items()
                if k not in ("host", "content-length", PEER_HEADER, "expect")}
+        fwd["via"] = f"{fwd['via']}, {VIA}" if "via" in fwd else VIA
         query = req.query if self.origin.kind == "http" else ""
         word = "pass"
         cs = cache_status(hit=False, fwd=why)

@@ -192,3 +192,12 @@ async def test_404_is_relayed_and_collapsed(origin, make_edge, client):
     rs = await asyncio.gather(*(fetch(client, edge.url + "/missing") for _ in range(5)))
     assert all(r.status == 404 and r.body == b"no such object\n" for r in rs)
     assert origin.count("/missing") == 1
+
+
+async def test_requests_to_the_origin_carry_via(origin, make_edge, client):
+    origin.put("/via", b"v", headers={"Cache-Control": "max-age=60"})
+    edge = make_edge(origin.url)
+    await fetch(client, edge.url + "/via", headers={"Via": "1.1 player-proxy"})
+    await fetch(client, edge.url + "/via", "POST", data=b"x")
+    vias = [h.get("Via") for _, p, h in origin.requests if p == "/via"]
+    assert vias == ["1.1 player-proxy, 1.1 edgecdn", "1.1 edgecdn"]
