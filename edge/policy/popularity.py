@@ -1,24 +1,31 @@
-"""The production policy: popularity- and size-aware W-TinyLFU with a VOD segment prior.
+"""The production policy: popularity- and size-aware W-TinyLFU with a model of VOD viewing.
 
-Structure (Einziger, Friedman, Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
-ACM ToS 2017; Caffeine's W-TinyLFU): a small LRU *window* takes every new object; objects
-that leave the window must win a frequency duel against the main region's victim to stay.
-The main region is a segmented LRU (probation / protected).  A one-hit wonder therefore
-never displaces anything that has been requested more than once.
+Base structure (Einziger, Friedman, Manes, "TinyLFU: A Highly Efficient Cache Admission
+Policy", ACM ToS 2017; Caffeine's W-TinyLFU): a small LRU *window* takes new objects; one
+that leaves the window must win a popularity duel against the main region's victim to stay.
+The main region is a segmented LRU (probation / protected).  A one-hit wonder therefore never
+displaces anything that has been requested more than once.  Where this differs from Caffeine:
 
-Frequency: exact counters with periodic halving (aging) instead of a count-min sketch: the
-edge keeps large chunks, so keys are few and an exact table is both cheaper and deterministic.
+- Frequency is an exact table halved every ``AGE_FACTOR`` x (resident objects) requests
+  instead of a 4-bit count-min sketch: the edge keeps 2 MiB chunks, so keys are few, and an
+  exact table is deterministic.  Scores are *rates* (count / total count), so halving does
+  not change their order.
+- The main victim is the least popular of the ``SAMPLE`` oldest probation entries, not just
+  the oldest one (sampled eviction, as in Redis or hyperbolic caching): cheap, O(SAMPLE).
+- Size-aware: a newcomer must out-score *every* object it displaces, one by one, until it
+  has freed its own size (scores are per object, not per byte, because what the edge is
+  judged on is the byte hit ratio: a byte of a big object is worth a byte of a small one).
 
-VOD prior: early segments of a title are watched far more than late ones, and a segment that
-was never requested before is still predictable from its neighbours.  For keys shaped like
-``/titles/T/R/seg_N.ts[#chunk]`` requests are also counted per (title, rendition, segment
-bucket), buckets growing geometrically with N; the per-segment average of its bucket is a
-pooled estimate that a fresh segment of a hot title can win its admission duel with.
-Opaque keys simply have no prior.
-
-Size-aware: an object that leaves the window duels the main victims one by one until there is
-room, so a large object must out-score every object it displaces (per byte, as the byte hit
-ratio demands).
+VOD model.  Keys shaped like ``/titles/T/R/seg_N.ts[#chunk]`` (contracts.keys.ContentKey)
+get a better estimate than their own count, which for a segment is small and noisy.  Viewing
+is structured: sessions start at segment 0 and abandon, ABR picks renditions by position.
+So a segment's request rate is estimated from its title's traffic around that position
+(title x geometric segment bucket, all renditions pooled) times the share its rendition has
+at that position (rendition x bucket, all titles pooled).  This predicts segments that were
+never requested before (a fresh segment of a hot title wins its duel at once) and knows that
+segment 900 of a title is watched less than segment 3.  VOD segments skip the window and
+duel at the door, since their popularity is already estimated; opaque keys (any other
+trace, playlists) take the W-TinyLFU path unchanged.
 """
 
 from __future__ import annotations
@@ -29,22 +36,39 @@ from typing import ClassVar
 from contracts.keys import ContentKey
 from edge.policy.base import BasePolicy
 
-WINDOW_RATIO = 0.01
-PROTECTED_RATIO = 0.80
-AGE_PERIOD_FACTOR = 10  # halve all counters every FACTOR x (resident objects) requests
-MIN_AGE_PERIOD = 2048
+WINDOW_RATIO = 0.25  # window share of capacity, for keys without a VOD estimate
+PROTECTED_RATIO = 0.80  # protected share of the main region
+AGE_FACTOR = 30  # halve counters every AGE_FACTOR x resident objects requests...
+MIN_AGE_PERIOD = 4096  # ...but not more often than this
+MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
+SAMPLE = 64  # probation entries examined for the least popular victim
+SEG_PROMOTE = True
+MIX = 0.5  # weight of the VOD model in a segment's score (the rest: its own count)
 
 _WINDOW, _PROBATION, _PROTECTED = 0, 1, 2
 
+Segment = tuple[str, str, int, int]  # title, rendition, bucket, bucket width
+
 
 def _bucket(seg: int) -> tuple[int, int]:
-    """Geometric segment buckets with 4 per octave: (bucket id, number of segments in it)."""
+    """Geometric segment buckets, 4 per octave after 0..7: (bucket id, segments in it)."""
     if seg < 8:
         return seg, 1
-    octave = seg.bit_length() - 1  # seg in [2**octave, 2**(octave+1))
+    octave = seg.bit_length() - 1  # seg in [2**octave, 2**(octave + 1))
     step = 1 << (octave - 2)
-    sub = (seg - (1 << octave)) // step
-    return 8 + (octave - 3) * 4 + sub, step
+    return 8 + (octave - 3) * 4 + (seg - (1 << octave)) // step, step
+
+
+def parse_segment(key: str) -> Segment | None:
+    """(title, rendition, bucket, width) for a VOD segment (or chunk of one); else None."""
+    if not key.startswith("/titles/"):
+        return None
+    obj, sep, _ = key.rpartition("#")
+    ck = ContentKey.parse(obj if sep else key)
+    if ck.title is None or ck.rendition is None or ck.segment is None:
+        return None
+    b, width = _bucket(ck.segment)
+    return ck.title, ck.rendition, b, width
 
 
 class PopularityPolicy(BasePolicy):
@@ -52,100 +76,151 @@ class PopularityPolicy(BasePolicy):
 
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
-        self._window_cap = max(1, int(capacity * WINDOW_RATIO))
-        self._main_cap = capacity - self._window_cap
-        self._protected_cap = int(self._main_cap * PROTECTED_RATIO)
+        self._window_cap = int(capacity * WINDOW_RATIO)
         self._window: OrderedDict[str, int] = OrderedDict()
         self._probation: OrderedDict[str, int] = OrderedDict()
         self._protected: OrderedDict[str, int] = OrderedDict()
         self._where: dict[str, int] = {}
         self._window_used = self._probation_used = self._protected_used = 0
+        # popularity
         self._freq: dict[str, int] = {}
-        self._group_freq: dict[tuple[str, str, int], int] = {}
-        self._groups: dict[str, tuple[tuple[str, str, int], int] | None] = {}
+        self._f_total = 0.0
+        self._segs: dict[str, Segment | None] = {}
+        self._title_pos: dict[tuple[str, int], float] = {}  # (title, bucket) -> requests
+        self._rend_pos: dict[tuple[str, int], float] = {}  # (rendition, bucket) -> requests
+        self._pos: dict[int, float] = {}  # bucket -> requests
+        self._m_total = 0.0
         self._ops = 0
+        self._ages = 0
         self._period = MIN_AGE_PERIOD
+        # the duel in progress: a window candidate and the bytes it has won so far
+        self._incoming = 0
+        self._cand: str | None = None
+        self._cand_won = 0
 
     # -- popularity ------------------------------------------------------------------------
-    def _group(self, key: str) -> tuple[tuple[str, str, int], int] | None:
-        """(title, rendition, bucket), bucket width for VOD segment keys; None otherwise."""
+    def _segment(self, key: str) -> Segment | None:
         try:
-            return self._groups[key]
+            return self._segs[key]
         except KeyError:
-            pass
-        g = None
-        if key.startswith("/titles/"):
-            obj = key.rpartition("#")[0] or key
-            ck = ContentKey.parse(obj)
-            if ck.title and ck.rendition and ck.segment is not None:
-                b, width = _bucket(ck.segment)
-                g = ((ck.title, ck.rendition, b), width)
-        self._groups[key] = g
-        return g
+            g = self._segs[key] = parse_segment(key)
+            return g
 
     def _record(self, key: str) -> None:
         freq = self._freq
         freq[key] = freq.get(key, 0) + 1
-        g = self._group(key)
+        self._f_total += 1.0
+        self._m_total += 1.0
+        g = self._segment(key)
         if g is not None:
-            gf = self._group_freq
-            gf[g[0]] = gf.get(g[0], 0) + 1
+            title, rend, b, _ = g
+            tp, rp, pos = self._title_pos, self._rend_pos, self._pos
+            tp[title, b] = tp.get((title, b), 0.0) + 1.0
+            rp[rend, b] = rp.get((rend, b), 0.0) + 1.0
+            pos[b] = pos.get(b, 0.0) + 1.0
         self._ops += 1
         if self._ops >= self._period:
             self._age()
 
     def _age(self) -> None:
-        """Halve every counter (TinyLFU's reset), dropping those that reach zero."""
+        """Halve the counters (TinyLFU's reset), dropping those that reach zero."""
         self._freq = {k: v >> 1 for k, v in self._freq.items() if v > 1}
-        self._group_freq = {k: v >> 1 for k, v in self._group_freq.items() if v > 1}
-        if len(self._groups) > 4 * self._period:
-            self._groups = {}
+        self._f_total *= 0.5
+        self._ages += 1
+        if self._ages % MODEL_AGE_EVERY == 0:
+            self._title_pos = {k: v * 0.5 for k, v in self._title_pos.items() if v > 0.25}
+            self._rend_pos = {k: v * 0.5 for k, v in self._rend_pos.items() if v > 0.25}
+            self._pos = {k: v * 0.5 for k, v in self._pos.items() if v > 0.25}
+            self._m_total *= 0.5
+        if len(self._segs) > 4 * self._period:
+            self._segs = {}
         self._ops = 0
-        self._period = max(MIN_AGE_PERIOD, AGE_PERIOD_FACTOR * len(self._where))
+        self._period = max(MIN_AGE_PERIOD, AGE_FACTOR * len(self._where))
 
     def score(self, key: str) -> float:
-        """Estimated requests per aging period (own count, or its segment bucket's average)."""
-        f = self._freq.get(key, 0)
-        g = self._group(key)
-        if g is not None:
-            pooled = self._group_freq.get(g[0], 0) / g[1]
-            if pooled > f:
-                return pooled
-        return f
+        """Estimated share of requests that will ask for key (higher = keep)."""
+        f = self._freq.get(key, 0) / self._f_total if self._f_total else 0.0
+        g = self._segment(key)
+        if g is None:
+            return f
+        title, rend, b, width = g
+        at_pos = self._pos.get(b, 0.0)
+        if not at_pos:
+            return f
+        est = (self._title_pos.get((title, b), 0.0) * self._rend_pos.get((rend, b), 0.0)
+               / (width * at_pos * self._m_total))
+        return MIX * est + (1.0 - MIX) * f
+
+    # -- admission -------------------------------------------------------------------------
+    def admit(self, key: str, size: int) -> bool:
+        """VOD segments duel at the door; anything else enters the window."""
+        if size > self.capacity:
+            return False
+        if self._segment(key) is None or self.used + size <= self.capacity:
+            return True
+        victim = self._main_victim()
+        return victim is None or self.score(key) > self.score(victim)
+
+    def victims(self, bytes_needed: int) -> list[str]:
+        # The caller makes room *before* insert; a newcomer bound for the window will push
+        # the window's oldest entry into its duel now, so count it in.
+        if not self._segs.get(self._last_key, None):
+            self._incoming = max(0, bytes_needed + self.capacity - self.used)
+        try:
+            return super().victims(bytes_needed)
+        finally:
+            self._incoming = 0
+
+    _last_key = ""
 
     # -- hooks -----------------------------------------------------------------------------
     def _touch(self, key: str, size: int) -> bool:
         self._record(key)
+        self._last_key = key
         where = self._where.get(key)
         if where is None:
             return False
-        if where == _WINDOW:
-            self._window.move_to_end(key)
+        if where == _PROBATION:
+            if SEG_PROMOTE or self._segs.get(key) is None:
+                self._promote(key)
+            else:
+                self._probation.move_to_end(key)
         elif where == _PROTECTED:
             self._protected.move_to_end(key)
         else:
-            s = self._probation.pop(key)
-            self._probation_used -= s
-            self._protected[key] = s
-            self._protected_used += s
-            self._where[key] = _PROTECTED
-            while self._protected_used > self._protected_cap and len(self._protected) > 1:
-                k, ds = self._protected.popitem(last=False)
-                self._protected_used -= ds
-                self._probation[k] = ds
-                self._probation_used += ds
-                self._where[k] = _PROBATION
+            self._window.move_to_end(key)
         return True
 
+    def _promote(self, key: str) -> None:
+        s = self._probation.pop(key)
+        self._probation_used -= s
+        self._protected[key] = s
+        self._protected_used += s
+        self._where[key] = _PROTECTED
+        cap = int((self.capacity - self._window_used) * PROTECTED_RATIO)
+        while self._protected_used > cap and len(self._protected) > 1:
+            k, ds = self._protected.popitem(last=False)
+            self._protected_used -= ds
+            self._probation[k] = ds
+            self._probation_used += ds
+            self._where[k] = _PROBATION
+
     def _attach(self, key: str, size: int) -> None:
-        self._window[key] = size
-        self._window_used += size
-        self._where[key] = _WINDOW
+        if self._segment(key) is not None:
+            self._probation[key] = size
+            self._probation_used += size
+            self._where[key] = _PROBATION
+        else:
+            self._window[key] = size
+            self._window_used += size
+            self._where[key] = _WINDOW
 
     def _detach(self, key: str) -> int | None:
         where = self._where.pop(key, None)
         if where is None:
             return None
+        if key == self._cand:
+            self._cand = None
         if where == _WINDOW:
             size = self._window.pop(key)
             self._window_used -= size
@@ -158,34 +233,53 @@ class PopularityPolicy(BasePolicy):
         return size
 
     def _main_victim(self) -> str | None:
+        """The least popular of the oldest SAMPLE probation entries (else protected's LRU)."""
         if self._probation:
-            return next(iter(self._probation))
-        if self._protected:
-            return next(iter(self._protected))
-        return None
+            best, best_score = None, 0.0
+            score = self.score
+            for i, k in enumerate(self._probation):
+                if i == SAMPLE:
+                    break
+                s = score(k)
+                if best is None or s < best_score:
+                    best, best_score = k, s
+            return best
+        return next(iter(self._protected), None)
+
+    def _drop(self, key: str) -> tuple[str, int]:
+        size = self._detach(key)
+        assert size is not None
+        return key, size
 
     def _evict(self) -> tuple[str, int] | None:
         window = self._window
-        while self._window_used > self._window_cap and window:
+        while self._window_used + self._incoming > self._window_cap and window:
             cand = next(iter(window))
             csize = window[cand]
-            if self._probation_used + self._protected_used + csize <= self._main_cap:
+            if cand != self._cand:
+                self._cand, self._cand_won = cand, 0
+            main_used = self._probation_used + self._protected_used
+            if self._cand_won >= csize or main_used + csize <= self.capacity - self._window_cap:
+                # main has room for it, or it has out-scored enough victims: into main
                 window.popitem(last=False)
                 self._window_used -= csize
                 self._probation[cand] = csize
                 self._probation_used += csize
                 self._where[cand] = _PROBATION
+                self._cand = None
                 continue
             victim = self._main_victim()
             if victim is not None and self.score(cand) > self.score(victim):
-                return victim, self._detach(victim)  # type: ignore[return-value]
-            return cand, self._detach(cand)  # type: ignore[return-value]
+                got = self._drop(victim)
+                self._cand_won += got[1]
+                return got
+            return self._drop(cand)
         victim = self._main_victim()
         if victim is None:
             victim = next(iter(window), None)
             if victim is None:
                 return None
-        return victim, self._detach(victim)  # type: ignore[return-value]
+        return self._drop(victim)
 
     def _resident(self, key: str) -> bool:
         return key in self._where
@@ -194,16 +288,18 @@ class PopularityPolicy(BasePolicy):
         return len(self._where)
 
     def _check(self) -> int:
-        regions = ((self._window, _WINDOW, self._window_used),
-                   (self._probation, _PROBATION, self._probation_used),
-                   (self._protected, _PROTECTED, self._protected_used))
-        total = 0
-        n = 0
+        regions = (
+            (self._window, _WINDOW, self._window_used),
+            (self._probation, _PROBATION, self._probation_used),
+            (self._protected, _PROTECTED, self._protected_used),
+        )
+        total = n = 0
         for od, tag, used in regions:
-            assert sum(od.values()) == used, f"region {tag} byte count stale"
-            assert all(self._where.get(k) == tag for k in od), f"region {tag} index stale"
+            assert sum(od.values()) == used, f"region {tag} byte count is stale"
+            assert all(self._where.get(k) == tag for k in od), f"region {tag} index is stale"
             total += used
             n += len(od)
-        assert n == len(self._where), "index holds keys no region has"
-        assert all(v > 0 for v in self._freq.values())
+        assert n == len(self._where), "index holds keys that no region has"
+        assert all(v > 0 for v in self._freq.values()), "a zero counter was kept"
+        assert self._cand is None or self._where.get(self._cand) == _WINDOW
         return total
