@@ -191,6 +191,27 @@ class EdgeApp:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
+    def _spawn_req(self, conn: HttpConnection, req: Request, coro: Any) -> None:
+        """A request's task; a bug in it ends that response (500 if nothing was sent yet,
+        else the connection is cut) instead of leaving the client waiting."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                conn.abort()
+                raise
+            except Exception as e:
+                log.exception("request failed: %s %s", req.method, req.target)
+                if conn.busy and not conn.closed:
+                    if not conn.head_sent:
+                        self.simple(conn, req, 500, f"internal error: {type(e).__name__}",
+                                    "error")
+                    else:
+                        conn.abort()
+                        self._log(conn, req, 500, "error")
+
+        self._spawn(guarded())
+
     def _log(self, conn: HttpConnection, req: Request, status: int, cache: str) -> None:
         if conn.internal:  # a peer worker's request: its own client request is logged there
             return
@@ -216,7 +237,7 @@ class EdgeApp:
             self._route(conn, req)
         except Exception as e:  # a bug must not kill the connection loop silently
             log.exception("request failed: %s %s", req.method, req.target)
-            if conn.sent == 0 and not conn.closed:
+            if not conn.head_sent and not conn.closed:
                 self.simple(conn, req, 500, f"internal error: {type(e).__name__}", "error")
             else:
                 conn.abort()
@@ -225,7 +246,7 @@ class EdgeApp:
         path = req.path
         if path.startswith("/admin/"):
             if conn.admin and self.ops is not None:
-                self._spawn(self.ops.admin(conn, req))
+                self._spawn_req(conn, req, self.ops.admin(conn, req))
             else:
                 self.simple(conn, req, 404, "not found", "error")
             return
@@ -280,7 +301,7 @@ class EdgeApp:
                 key = self._keys[npath] = object_key(npath, "")
         if method != "GET" and method != "HEAD":
             if method in self.origin.supports_methods:
-                self._spawn(self.passthrough(conn, req, npath, key, "method"))
+                self._spawn_req(conn, req, self.passthrough(conn, req, npath, key, "method"))
             else:
                 allow = ", ".join(sorted(self.origin.supports_methods))
                 self.simple(conn, req, 405, f"method {method} not allowed", "error",
@@ -294,12 +315,12 @@ class EdgeApp:
         hfp = self.hit_for_pass.get(key)
         if hfp is not None:
             if hfp > now:
-                self._spawn(self.passthrough(conn, req, npath, key, "bypass"))
+                self._spawn_req(conn, req, self.passthrough(conn, req, npath, key, "bypass"))
                 return
             del self.hit_for_pass[key]
         rcc = h.get("cache-control")
         if rcc is not None and "no-store" in rcc:
-            self._spawn(self.passthrough(conn, req, npath, key, "request"))
+            self._spawn_req(conn, req, self.passthrough(conn, req, npath, key, "request"))
             return
         meta = self.store.get_meta(key)
         if meta is not None and POINTER in meta.vary:  # a varying URL: this request's variant
@@ -309,7 +330,7 @@ class EdgeApp:
             if meta.vary and not vary_matches(meta.vary, h):
                 meta = None  # another variant is stored: fetch this one (it replaces it)
             elif "authorization" in h and not _shared_with_auth(meta):
-                self._spawn(self.passthrough(conn, req, npath, key, "request"))
+                self._spawn_req(conn, req, self.passthrough(conn, req, npath, key, "request"))
                 return
             else:
                 view = self.view(meta)
@@ -336,7 +357,7 @@ class EdgeApp:
         if rcc is not None and "only-if-cached" in rcc:
             self.simple(conn, req, 504, "not cached (only-if-cached)", "miss")
             return
-        self._spawn(self.miss(conn, req, npath, query, key, meta, fr, peer))
+        self._spawn_req(conn, req, self.miss(conn, req, npath, query, key, meta, fr, peer))
 
     # ---- hot responses: small, fully in memory, plain GETs ---------------------------------
     def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
@@ -706,7 +727,7 @@ class EdgeApp:
             self._log(conn, req, status, word)
             conn.finish()
             return
-        self._spawn(self._send_rest(conn, req, meta, body, i, status, word, npath))
+        self._spawn_req(conn, req, self._send_rest(conn, req, meta, body, i, status, word, npath))
 
     async def _send_rest(self, conn: HttpConnection, req: Request, meta: ObjectMeta,
                          body: list[Any], i: int, status: int, word: str, npath: str) -> None:

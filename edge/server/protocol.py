@@ -107,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
         # response state, read by the app
         self.keep_alive = True
         self.sent = 0
+        self.head_sent = False
         self.last_active = self.loop.time()
 
     # ---- asyncio.Protocol ------------------------------------------------------------------
@@ -259,6 +260,7 @@ class HttpConnection(asyncio.Protocol):
             self.busy = True
             self.keep_alive = req.keep_alive
             self.sent = 0
+            self.head_sent = False
             self.app.handle(self, req)
         if self.paused_reading and len(self.queue) < MAX_PIPELINE // 2 and self.transport:
             self.paused_reading = False
@@ -326,11 +328,13 @@ class HttpConnection(asyncio.Protocol):
     def write_head(self, data: bytes) -> None:
         """The status line and header block (not counted as body bytes)."""
         if not self.closed and self.transport is not None:
+            self.head_sent = True
             self.transport.write(data)
 
     def write_joined(self, parts: list[Any], body_bytes: int) -> None:
         """Several pieces (header and/or small body pieces) in one write: one send()."""
         if not self.closed and self.transport is not None:
+            self.head_sent = True
             self.transport.write(b"".join(parts) if len(parts) > 1 else parts[0])
             self.sent += body_bytes
 
