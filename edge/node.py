@@ -27,6 +27,7 @@ from edge.server.protocol import HttpConnection
 from edge.store.store import Store, StoreConfig
 
 log = logging.getLogger("edge.node")
+START_FAILED = 3  # exit code: could not bind / set up (the supervisor does not retry it)
 
 
 class EdgeNode:
@@ -176,7 +177,7 @@ async def run_node(cfg: EdgeConfig, worker: int = 0, workers: int = 1) -> int:
     except OSError as e:
         print(f"edge: cannot start: {e}", file=sys.stderr, flush=True)
         await node.stop(0)
-        return 1
+        return START_FAILED
     host = cfg.node.listen[0]
     admin = f" admin on {cfg.node.admin_listen[0]}:{node.admin_port}" if node.admin_port else ""
     print(f"edge {cfg.node.name} worker {worker} pid {os.getpid()} ready on "

@@ -17,6 +17,7 @@ import sys
 import time
 
 from edge.config import EdgeConfig
+from edge.node import START_FAILED
 
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
 
@@ -39,6 +40,7 @@ async def _supervise(cfg: EdgeConfig, argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     procs: dict[int, asyncio.subprocess.Process] = {}
+    failed: list[int] = []
     base = [a for a in argv if not a.startswith("--worker-index")]
 
     async def start(i: int) -> None:
@@ -56,6 +58,12 @@ async def _supervise(cfg: EdgeConfig, argv: list[str]) -> int:
 
                 multiprocess.mark_process_dead(procs[i].pid, str(prom))
             if stopping.is_set():
+                return
+            if rc == START_FAILED:  # port taken, cache dir unusable...: retrying will not help
+                print(f"edge supervisor: worker {i} could not start; stopping",
+                      file=sys.stderr, flush=True)
+                failed.append(i)
+                stopping.set()
                 return
             failures = 0 if time.monotonic() - t0 > 30 else failures + 1
             delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)]
@@ -79,4 +87,4 @@ async def _supervise(cfg: EdgeConfig, argv: list[str]) -> int:
                 p.kill()
     for k in keepers:
         k.cancel()
-    return 0
+    return 1 if failed else 0

@@ -242,3 +242,18 @@ async def test_sigterm_lets_in_flight_responses_finish(origin, edge_procs, tmp_p
     assert b"connection: close" in head.lower() or await reader.read() == b""
     writer.close()
     assert await asyncio.to_thread(e.proc.wait, 20) == 0
+
+
+def test_port_in_use_exits_with_a_reason(origin, edge_procs, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        for workers in ("1", "2"):
+            e = EdgeProcess(_args(origin.url, tmp_path / "cache", port, "--workers", workers))
+            edge_procs.append(e)
+            rc = e.proc.wait(30)
+            assert rc != 0
+            assert any("cannot start" in line for line in e.lines) or rc == 3
