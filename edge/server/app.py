@@ -55,7 +55,14 @@ from edge.http.ranges import (
 from edge.http.revalidate import invalidates
 from edge.http.storage import strip_hop_by_hop
 from edge.origin_client.base import Origin, OriginError
-from edge.server.protocol import CLOSE, KEEP_ALIVE_10, HttpConnection, Request, status_line
+from edge.server.protocol import (
+    CLOSE,
+    HOT_BLOCKERS,
+    KEEP_ALIVE_10,
+    HttpConnection,
+    Request,
+    status_line,
+)
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
 from edge.variants import POINTER, resolve
@@ -77,11 +84,7 @@ SENDFILE_MIN = 64 * 1024
 HOT_MAX_OBJECT = 64 * 1024  # objects up to this size may be answered by the hot path
 # request headers that need the general path (conditionals, ranges, client cache directives,
 # credentials, peer requests)
-HOT_BLOCKERS = frozenset({
-    "range", "if-range", "if-none-match", "if-modified-since", "if-match",
-    "if-unmodified-since", "authorization", "cache-control", "pragma", PEER_FILL_HEADER,
-    PEER_HEADER,
-})
+assert PEER_FILL_HEADER in HOT_BLOCKERS and PEER_HEADER in HOT_BLOCKERS
 HITS_PATH = "/_edgecdn/hits"  # internal listener only: batched remote hits for the owner
 
 
@@ -385,18 +388,51 @@ class EdgeApp:
         conn.finish()
         return True
 
+    def hot_direct(self, conn: HttpConnection, target: str, e: HotEntry, t0: float) -> bool:
+        """The hot answer straight from the parser, before any Request object is built: the
+        caller saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
+        connection. Same checks and answer as _hot_hit."""
+        meta = self.store.get_meta(e.key)
+        view = e.view
+        now = self.clock()
+        age = view.age_at + (now - view.rt)
+        if meta is not e.meta or view.lifetime <= age or self.draining:
+            return False
+        self.counters.requests += 1
+        self.counters.content_requests += 1
+        self.hot_hits.append(e)
+        for rk in e.remote:
+            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
+        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
+                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
+                          e.size)
+        self.counters.bytes_sent += e.size
+        self.access.append((time.time(), conn.client, "GET", target.partition("?")[0], "", 200,
+                            e.size, "hit", (time.monotonic() - t0) * 1000.0))
+        self.by_cache["hit"] = self.by_cache.get("hit", 0) + 1
+        return True
+
     def flush_hot_hits(self) -> None:
         """Tell the store about the hot path's hits (once a second, in a worker thread: the
-        policies' bookkeeping takes the store's lock)."""
+        policies' bookkeeping takes the store's lock). Repeats are counted per entry first:
+        a policy weighs how often, capped, not every single hit."""
         batch, self.hot_hits = self.hot_hits, []
         if not batch:
             return
         store = self.store
+        counts: dict[int, list[Any]] = {}
+        for e in batch:
+            c = counts.get(id(e))
+            if c is None:
+                counts[id(e)] = [e, 1]
+            else:
+                c[1] += 1
 
         def record() -> None:
-            for e in batch:
-                for i in e.chunks:
-                    store.record_hit(e.meta, i)
+            for e, n in counts.values():
+                for _ in range(min(n, 8)):
+                    for i in e.chunks:
+                        store.record_hit(e.meta, i)
 
         self._spawn(asyncio.to_thread(record))
 

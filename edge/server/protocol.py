@@ -32,6 +32,13 @@ STATUS_LINE = {
 HIGH_WATER = 256 * 1024
 MAX_PIPELINE = 32
 CLOSE = b"connection: close\r\n"
+# request headers that need the general path, not a prepared hot answer (conditionals,
+# ranges, client cache directives, credentials, peer requests)
+HOT_BLOCKERS = frozenset({
+    "range", "if-range", "if-none-match", "if-modified-since", "if-match",
+    "if-unmodified-since", "authorization", "cache-control", "pragma", "x-edgecdn-peer-fill",
+    "x-edgecdn-peer", "connection", "expect", "content-length", "transfer-encoding",
+})
 KEEP_ALIVE_10 = b"connection: keep-alive\r\n"
 
 
@@ -104,6 +111,8 @@ class HttpConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_len = 0
         self._reject: tuple[int, str] | None = None
+        self._plain = True
+        self._t0 = 0.0
         # response state, read by the app
         self.keep_alive = True
         self.sent = 0
@@ -189,6 +198,7 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._plain = True
         self._url = b""
         self._headers = {}
         self._head_bytes = 0
@@ -197,6 +207,8 @@ class HttpConnection(asyncio.Protocol):
         self._body_len = 0
 
     def on_url(self, url: bytes) -> None:
+        if not self._url:
+            self._t0 = time.monotonic()
         self._url += url
         if len(self._url) > self.max_url:
             self._reject = (414, "request target too long")
@@ -209,6 +221,8 @@ class HttpConnection(asyncio.Protocol):
             raise _Reject
         k = name.lower().decode("latin-1")
         v = value.decode("latin-1")
+        if k in HOT_BLOCKERS:
+            self._plain = False
         h = self._headers
         old = h.get(k)
         h[k] = v if old is None else f"{old}, {v}"
@@ -239,6 +253,13 @@ class HttpConnection(asyncio.Protocol):
         except UnicodeDecodeError:
             self._reject = (400, "bad request line")
             raise _Reject from None
+        if self._plain and not self.busy and not self.queue and self.public \
+                and not self.internal and method == "GET":
+            e = self.app.hot.get(target)
+            if e is not None and p.should_keep_alive() and p.get_http_version() == "1.1" \
+                    and self.app.hot_direct(self, target, e, self._t0):
+                self.last_active = self.loop.time()
+                return
         path, _, query = target.partition("?")
         if "#" in query:
             query = query.partition("#")[0]
