@@ -54,6 +54,7 @@ class SteerBenchResult:
     idle_cpu_fraction: float  # server CPU with no load (probing 200 edges, ticker)
     cpu_us_per_decision: float  # server CPU per decision, idle share subtracted
     sample_targets: int  # URLs in one answer (edges + CloudFront)
+    server_cores: str  # where the servers were pinned (the load tool: the other core)
     probe_failures: int  # during the whole run: failed /healthz probes (should be 0)
     decision_log: bool
     runs_decisions_per_s: list[float] = field(default_factory=list)  # every saturated run
@@ -266,6 +267,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_busy() -> dict[int, tuple[int, int]]:
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                v = [int(x) for x in vals]
+                out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))  # busy, total
+    return out
+
+
+async def pick_cores() -> tuple[str, str]:
+    """(server core, load-tool core): the server on the core that was idlest over the last
+    half second. On a machine shared with other work this keeps the comparison fair to us;
+    on an idle one it is simply core 0 and 1."""
+    a = _cpu_busy()
+    await asyncio.sleep(0.5)
+    b = _cpu_busy()
+    busy = {c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in b if c in a}
+    if len(busy) < 2:
+        return "0", "1"
+    order = sorted(busy, key=lambda c: busy[c])
+    return str(order[0]), str(order[1])
+
+
 def _pin(cores: str | None) -> list[str]:
     return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
 
@@ -322,6 +348,10 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
                 naive: bool = True) -> SteerBenchResult:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
+    if server_cores == "auto" or client_cores == "auto":
+        sc, cc = await pick_cores()
+        server_cores = sc if server_cores == "auto" else server_cores
+        client_cores = cc if client_cores == "auto" else client_cores
     # this process (stand-in edges answering probes) is not pinned: on the load tool's core
     # it would be starved by wrk and probes would time out
     with tempfile.TemporaryDirectory(prefix="steer-bench-") as tmp:
@@ -422,7 +452,8 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         server_cpu_s=round(cpu, 3), decisions_per_cpu_s=round(n / cpu, 1) if cpu else 0.0,
         idle_cpu_fraction=round(idle, 4),
         cpu_us_per_decision=round((cpu - idle * secs) / n * 1e6, 1) if n else 0.0,
-        sample_targets=sample, decision_log=decision_log, probe_failures=probe_failures,
+        sample_targets=sample, server_cores=server_cores or "", decision_log=decision_log,
+        probe_failures=probe_failures,
         runs_decisions_per_s=[round(x, 1) for x in rates],
         paced_rate_target=rate if paced else 0.0,
         paced_decisions_per_s=round(paced["requests"] / (paced["duration_us"] / 1e6), 1)
@@ -466,7 +497,8 @@ async def _probe_failures(port: int) -> int:
 
 def format_result(r: SteerBenchResult) -> str:
     return (f"steering bench ({r.tool}, {r.edges} edges in {r.regions} regions, "
-            f"{r.connections} connections, {r.duration_s:.1f}s, {r.sample_targets} signed URLs "
+            f"{r.connections} connections, {r.duration_s:.1f}s, server on core "
+            f"{r.server_cores or 'any'}, {r.sample_targets} signed URLs "
             f"per answer, decision log {'on' if r.decision_log else 'off'}):\n"
             f"  saturated (median of {len(r.runs_decisions_per_s)} runs: "
             f"{', '.join(f'{x:,.0f}' for x in r.runs_decisions_per_s)}): "

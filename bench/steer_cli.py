@@ -17,8 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
     p.add_argument("--titles", type=int, default=1000)
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
-    p.add_argument("--server-cores", default="0", help="taskset list for steering ('' = none)")
-    p.add_argument("--client-cores", default="1", help="taskset list for the load tool")
+    p.add_argument("--server-cores", default="auto",
+                   help="taskset list for the servers ('' = unpinned; auto = idlest core)")
+    p.add_argument("--client-cores", default="auto",
+                   help="taskset list for the load tool (auto = the other core)")
     p.add_argument("--rate", type=float, default=10_000.0,
                    help="second, paced phase at this total rate for latency (0 = skip; wrk)")
     p.add_argument("--no-decision-log", action="store_true",
