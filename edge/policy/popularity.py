@@ -30,6 +30,7 @@ trace, playlists) take the W-TinyLFU path unchanged.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import ClassVar
 
@@ -153,13 +154,33 @@ class PopularityPolicy(BasePolicy):
 
     # -- admission -------------------------------------------------------------------------
     def admit(self, key: str, size: int) -> bool:
-        """VOD segments duel at the door; anything else enters the window."""
+        """VOD segments, and objects too big for the window, duel at the door; the rest
+        enter the window and duel when they leave it."""
         if size > self.capacity:
             return False
-        if self._segment(key) is None or self.used + size <= self.capacity:
+        need = self.used + size - self.capacity
+        if need <= 0 or (size <= self._window_cap and self._segment(key) is None):
             return True
-        victim = self._main_victim()
-        return victim is None or self.score(key) > self.score(victim)
+        return self._door(key, need)
+
+    def _door(self, key: str, need: int) -> bool:
+        """Admit key only if it out-scores every object it would displace (need bytes)."""
+        mine = self.score(key)
+        sample = [(self.score(k), s) for k, s in itertools.islice(self._probation.items(), SAMPLE)]
+        sample.sort()
+        for theirs, size in sample:
+            if theirs >= mine:
+                return False
+            need -= size
+            if need <= 0:
+                return True
+        for k, size in itertools.chain(self._protected.items(), self._window.items()):
+            if self.score(k) >= mine:
+                return False
+            need -= size
+            if need <= 0:
+                return True
+        return True  # only pinned content left to give
 
     def victims(self, bytes_needed: int) -> list[str]:
         # The caller makes room *before* insert; a newcomer bound for the window will push
@@ -214,6 +235,25 @@ class PopularityPolicy(BasePolicy):
             self._window[key] = size
             self._window_used += size
             self._where[key] = _WINDOW
+            self._spill()
+
+    def _spill(self) -> None:
+        """Window overflow moves to main while main is under its share (no duel needed)."""
+        window = self._window
+        room = self.capacity - self._window_cap - self._probation_used - self._protected_used
+        while self._window_used > self._window_cap and window:
+            cand = next(iter(window))
+            csize = window[cand]
+            if csize > room:
+                return
+            window.popitem(last=False)
+            self._window_used -= csize
+            self._probation[cand] = csize
+            self._probation_used += csize
+            self._where[cand] = _PROBATION
+            room -= csize
+            if cand == self._cand:
+                self._cand = None
 
     def _detach(self, key: str) -> int | None:
         where = self._where.pop(key, None)
