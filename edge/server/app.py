@@ -10,9 +10,7 @@ file only gathers their inputs and acts on their answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +22,6 @@ from edge.fill.config import PEER_FILL_HEADER
 from edge.flights import (
     META_HEADER,
     PEER_HEADER,
-    VIA,
-    FlightFailed,
     Flights,
     HeadKind,
     HeadResult,
@@ -52,9 +48,9 @@ from edge.http.ranges import (
     parse_range,
     unsatisfied_range,
 )
-from edge.http.revalidate import invalidates
-from edge.http.storage import strip_hop_by_hop
-from edge.origin_client.base import Origin, OriginError
+from edge.origin_client.base import Origin
+from edge.server.hot import HotEntry, HotPath
+from edge.server.passthrough import NO_BODY_STATUS, PASS_DROP, PassThrough
 from edge.server.protocol import (
     CLOSE,
     HOT_BLOCKERS,
@@ -63,6 +59,8 @@ from edge.server.protocol import (
     Request,
     status_line,
 )
+from edge.server.remote_hits import HITS_PATH, RemoteHits
+from edge.server.sender import BodySender
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
 from edge.variants import POINTER, resolve
@@ -74,18 +72,11 @@ _COMPUTED = frozenset({
     "content-length", "content-range", "accept-ranges", "age", "cache-status", "connection",
     "transfer-encoding", "keep-alive", "content-type", META_HEADER,
 })
-_PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-encoding",
-                        "content-length", META_HEADER})
-_NO_BODY_STATUS = frozenset({204, 304})
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
-# measured (bench serve): transport.write of a 2 MiB bytes costs ~2.4x the CPU of os.sendfile
-# of the same page-cached file; below this size both cost the same, so memory wins there
-SENDFILE_MIN = 64 * 1024
 HOT_MAX_OBJECT = 64 * 1024  # objects up to this size may be answered by the hot path
 # request headers that need the general path (conditionals, ranges, client cache directives,
 # credentials, peer requests)
 assert PEER_FILL_HEADER in HOT_BLOCKERS and PEER_HEADER in HOT_BLOCKERS
-HITS_PATH = "/_edgecdn/hits"  # internal listener only: batched remote hits for the owner
 
 
 @dataclass(slots=True)
@@ -97,23 +88,6 @@ class Counters:
     hits: int = 0
     bytes_sent: int = 0
     active: int = 0
-
-
-class HotEntry:
-    """A ready answer for a plain GET of a small object held in memory (see _hot_hit)."""
-
-    __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size")
-
-    def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes, body: bytes,
-                 chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...]) -> None:
-        self.key = key
-        self.meta = meta
-        self.view = view
-        self.prefix = prefix  # status line and headers up to (not incl.) Age
-        self.body = body
-        self.chunks = chunks
-        self.remote = remote
-        self.size = len(body)
 
 
 class MetaView:
@@ -150,7 +124,7 @@ class MetaView:
         return v
 
 
-class EdgeApp:
+class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
     def __init__(self, cfg: EdgeConfig, store: Any, origin: Origin, flights: Flights,
                  clock: Any = time.time) -> None:
         self.cfg = cfg
@@ -361,115 +335,6 @@ class EdgeApp:
             self.simple(conn, req, 504, "not cached (only-if-cached)", "miss")
             return
         self._spawn_req(conn, req, self.miss(conn, req, npath, query, key, meta, fr, peer))
-
-    # ---- hot responses: small, fully in memory, plain GETs ---------------------------------
-    def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
-        """The whole answer to a plain GET of a small object held in memory: one dict lookup,
-        the same freshness rule (lifetime > age), the meta re-checked against the store (so
-        a purge or a new version is never missed), one write. False: take the general path."""
-        h = req.headers
-        if (req.method != "GET" or not h.keys().isdisjoint(HOT_BLOCKERS) or req.http10
-                or not conn.keep_alive or self.draining or conn.internal or not conn.public):
-            return False
-        meta = self.store.get_meta(e.key)
-        view = e.view
-        now = self.clock()
-        age = view.age_at + (now - view.rt)
-        if meta is not e.meta or view.lifetime <= age:
-            self._hot_drop(req.target)
-            return False
-        self.hot_hits.append(e)  # policy bookkeeping in a batch, off the hit (flush_hot_hits)
-        for rk in e.remote:
-            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
-        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
-                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
-                          e.size)
-        self._log(conn, req, 200, "hit")
-        conn.finish()
-        return True
-
-    def hot_direct(self, conn: HttpConnection, target: str, e: HotEntry, t0: float) -> bool:
-        """The hot answer straight from the parser, before any Request object is built: the
-        caller saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
-        connection. Same checks and answer as _hot_hit."""
-        meta = self.store.get_meta(e.key)
-        view = e.view
-        now = self.clock()
-        age = view.age_at + (now - view.rt)
-        if meta is not e.meta or view.lifetime <= age or self.draining:
-            return False
-        self.counters.requests += 1
-        self.counters.content_requests += 1
-        self.hot_hits.append(e)
-        for rk in e.remote:
-            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
-        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
-                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
-                          e.size)
-        self.counters.bytes_sent += e.size
-        self.access.append((time.time(), conn.client, "GET", target.partition("?")[0], "", 200,
-                            e.size, "hit", (time.monotonic() - t0) * 1000.0))
-        self.by_cache["hit"] = self.by_cache.get("hit", 0) + 1
-        return True
-
-    def flush_hot_hits(self) -> None:
-        """Tell the store about the hot path's hits (once a second, in a worker thread: the
-        policies' bookkeeping takes the store's lock). Repeats are counted per entry first:
-        a policy weighs how often, capped, not every single hit."""
-        batch, self.hot_hits = self.hot_hits, []
-        if not batch:
-            return
-        store = self.store
-        counts: dict[int, list[Any]] = {}
-        for e in batch:
-            c = counts.get(id(e))
-            if c is None:
-                counts[id(e)] = [e, 1]
-            else:
-                c[1] += 1
-
-        def record() -> None:
-            for e, n in counts.values():
-                for _ in range(min(n, 8)):
-                    for i in e.chunks:
-                        store.record_hit(e.meta, i)
-
-        self._spawn(asyncio.to_thread(record))
-
-    def _hot_put(self, req: Request, meta: ObjectMeta, view: MetaView, body: list[Any],
-                 key: str) -> None:
-        pieces = []
-        chunks = []
-        for it in body:
-            if type(it) is not tuple:
-                return
-            index, off, ln, ref = it
-            if ref is None or ref.data is None:
-                return
-            pieces.append(memoryview(ref.data)[off:off + ln])
-            chunks.append(index)
-        data = b"".join(pieces)
-        if len(data) > self.hot_max:
-            return
-        if self.hot_bytes + len(data) > self.hot_max or len(self.hot) > 100_000:
-            self.hot.clear()
-            self.hot_bytes = 0
-        remote = []
-        if self.owns is not None:
-            remote = [(f"{meta.key}#{i}", min(self.cs, meta.size - i * self.cs))
-                      for i in chunks if not self._owned(meta, i)]
-        prefix = b"".join((status_line(200), view.block,
-                           f"content-type: {view.ctype}\r\n".encode("latin-1", "replace"),
-                           b"content-length: %d\r\naccept-ranges: bytes\r\n" % len(data)))
-        self._hot_drop(req.target)
-        self.hot[req.target] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
-                                        tuple(remote))
-        self.hot_bytes += len(data)
-
-    def _hot_drop(self, target: str) -> None:
-        old = self.hot.pop(target, None)
-        if old is not None:
-            self.hot_bytes -= old.size
 
     def _peer_fill(self, conn: HttpConnection, req: Request, key: str, npath: str,
                    now: float) -> None:
@@ -693,179 +558,10 @@ class EdgeApp:
         parts.append(b"\r\n")
         return b"".join(parts)
 
-    # ---- body sending: sync as far as possible, then a task --------------------------------
-    def send_body(self, conn: HttpConnection, req: Request, meta: ObjectMeta, body: list[Any],
-                  i: int, status: int, word: str, npath: str, head: bytes = b"") -> None:
-        """Send the header and body items without awaiting as far as the socket allows. Small
-        pieces go out with the header in one write (one send() per small hit); large disk
-        pieces with os.sendfile once the transport's buffer is empty."""
-        n = len(body)
-        store = self.store
-        pend: list[Any] = [head] if head else []
-        nb = 0
-        while i < n:
-            it = body[i]
-            if type(it) is not tuple:
-                pend.append(it)
-                nb += len(it)
-                i += 1
-                continue
-            index, off, ln, ref = it
-            if ref is None:
-                break
-            if ref.data is not None and (ln < SENDFILE_MIN or not ref.path
-                                         or not self.use_sendfile):
-                if ln < SENDFILE_MIN:
-                    pend.append(memoryview(ref.data)[off:off + ln])
-                    nb += ln
-                    i += 1
-                    continue
-                if pend:
-                    conn.write_joined(pend, nb)
-                    pend, nb = [], 0
-                conn.write(memoryview(ref.data)[off:off + ln])
-                i += 1
-                if conn.write_paused:
-                    break
-                continue
-            if pend:
-                conn.write_joined(pend, nb)
-                pend, nb = [], 0
-            if conn.closed:
-                break
-            if not self.use_sendfile or conn.buffered() or conn.sockfd < 0:
-                break
-            try:
-                fd = ref.open_fd()
-            except FileNotFoundError:
-                store.chunk_missing(meta, index)
-                body[i] = (index, off, ln, None)
-                break
-            try:
-                sent = conn.sendfile_now(fd, off, ln)
-            except OSError:
-                os.close(fd)
-                conn.abort()
-                self._log(conn, req, status, word)
-                return
-            os.close(fd)
-            if sent == ln:
-                i += 1
-                continue
-            body[i] = (index, off + sent, ln - sent, ref)
-            break
-        if pend:
-            conn.write_joined(pend, nb)
-        if conn.closed:
-            self._log(conn, req, status, word)
-            return
-        if i >= n:
-            self._log(conn, req, status, word)
-            conn.finish()
-            return
-        self._spawn_req(conn, req, self._send_rest(conn, req, meta, body, i, status, word, npath))
-
-    async def _send_rest(self, conn: HttpConnection, req: Request, meta: ObjectMeta,
-                         body: list[Any], i: int, status: int, word: str, npath: str) -> None:
-        try:
-            await self._send_items(conn, req, meta, body, i, npath)
-        except (FlightFailed, ConnectionError, OSError) as e:
-            if not isinstance(e, ConnectionError):
-                log.debug("closing mid-body: %s", e)
-            conn.abort()
-            self._log(conn, req, status, word)
-            return
-        self._log(conn, req, status, word)
-        conn.finish()
-
-    async def _send_items(self, conn: HttpConnection, req: Request, meta: ObjectMeta,
-                          body: list[Any], i: int, npath: str) -> None:
-        store = self.store
-        query = req.query if self.origin.kind == "http" else ""
-        for j in range(i, len(body)):
-            it = body[j]
-            if conn.closed:
-                raise ConnectionResetError("client went away")
-            if type(it) is not tuple:
-                await conn.drain()
-                conn.write(it)
-                continue
-            index, off, ln, ref = it
-            if ref is None:
-                ref = store.get_chunk(meta, index)
-            if ref is None:
-                fl = self.flights.chunks.get(fkey(meta, index))
-                if fl is None:
-                    fl = self.flights.chunk_flight(meta, index, npath, query, req.headers)
-                self._read_ahead(meta, body, j, npath, query, req)
-                pos, end = off, off + ln
-                while pos < end:
-                    data = await fl.read(pos, end)
-                    if not data:
-                        raise FlightFailed("chunk ended early")
-                    await conn.drain()
-                    conn.write(data)
-                    pos += len(data)
-                continue
-            if ref.data is not None and (ln < SENDFILE_MIN or not ref.path
-                                         or not self.use_sendfile):
-                await conn.drain()
-                conn.write(memoryview(ref.data)[off:off + ln])
-                continue
-            try:
-                fd = ref.open_fd()
-            except FileNotFoundError:
-                store.chunk_missing(meta, index)
-                body[j] = (index, off, ln, None)
-                body_rest = body[j:]
-                await self._send_items(conn, req, meta, body_rest, 0, npath)
-                return
-            try:
-                await self._send_file(conn, fd, off, ln)
-            finally:
-                os.close(fd)
-
-    def _read_ahead(self, meta: ObjectMeta, body: list[Any], j: int, npath: str, query: str,
-                    req: Request) -> None:
-        """Start the next missing chunk's fetch now, so it arrives while this one streams."""
-        for k in range(j + 1, min(j + 4, len(body))):
-            it = body[k]
-            if type(it) is tuple and it[0] != body[j][0]:
-                index = it[0]
-                if (it[3] is None and fkey(meta, index) not in self.flights.chunks
-                        and self.store.get_chunk(meta, index) is None):
-                    self.flights.chunk_flight(meta, index, npath, query, req.headers)
-                return
-
-    async def _send_file(self, conn: HttpConnection, fd: int, off: int, ln: int) -> None:
-        if self.use_sendfile and conn.sockfd >= 0:
-            while ln > 0:
-                if conn.buffered():
-                    await conn.drain()
-                    if conn.buffered():
-                        await conn.writable()
-                        continue
-                n = conn.sendfile_now(fd, off, ln)
-                if n == 0:
-                    await conn.writable()
-                    continue
-                off += n
-                ln -= n
-            return
-        step = 256 * 1024
-        while ln > 0:
-            data = os.pread(fd, min(step, ln), off)
-            if not data:
-                raise OSError("chunk file shorter than indexed")
-            await conn.drain()
-            conn.write(data)
-            off += len(data)
-            ln -= len(data)
-
     # ---- simple answers --------------------------------------------------------------------
     def simple(self, conn: HttpConnection, req: Request, status: int, reason: str, word: str,
                *, cs: str | None = None, extra: str = "") -> None:
-        body = b"" if status in _NO_BODY_STATUS else (reason + "\n").encode()
+        body = b"" if status in NO_BODY_STATUS else (reason + "\n").encode()
         if cs is None:
             cs = cache_status(hit=False, fwd="request", detail=_detail(reason))
         parts = [status_line(status), b"content-type: text/plain; charset=utf-8\r\n",
@@ -885,9 +581,9 @@ class EdgeApp:
                 body: bytes, cs: str, word: str) -> None:
         parts = [status_line(status)]
         for k, v in headers.items():
-            if k not in _PASS_DROP:
+            if k not in PASS_DROP:
                 parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
-        if status not in _NO_BODY_STATUS:
+        if status not in NO_BODY_STATUS:
             parts.append(b"content-length: %d\r\n" % len(body))
         parts.append(f"cache-status: {cs}\r\n".encode())
         if not conn.keep_alive or self.draining:
@@ -895,106 +591,10 @@ class EdgeApp:
             parts.append(CLOSE)
         parts.append(b"\r\n")
         conn.write_head(b"".join(parts))
-        if req.method != "HEAD" and status not in _NO_BODY_STATUS and body:
+        if req.method != "HEAD" and status not in NO_BODY_STATUS and body:
             conn.write(body)
         self._log(conn, req, status, word)
         conn.finish()
-
-    # ---- pass-through (uncacheable, other methods) -----------------------------------------
-    async def passthrough(self, conn: HttpConnection, req: Request, npath: str, key: str,
-                          why: str) -> None:
-        """Forward the request as is and stream the answer; nothing is stored."""
-        fwd = {k: v for k, v in strip_hop_by_hop(req.headers).items()
-               if k not in ("host", "content-length", PEER_HEADER, "expect")}
-        fwd["via"] = f"{fwd['via']}, {VIA}" if "via" in fwd else VIA
-        query = req.query if self.origin.kind == "http" else ""
-        word = "pass"
-        cs = cache_status(hit=False, fwd=why)
-        try:
-            resp = await self.origin.fetch(req.method, npath, query, fwd, req.body or None)
-        except OriginError as e:
-            self.simple(conn, req, e.status, e.reason, "error",
-                        cs=cache_status(hit=False, fwd=why, detail="origin-error"))
-            return
-        try:
-            if invalidates(req.method, resp.status):
-                with contextlib.suppress(Exception):
-                    self.store.remove_object(key)
-                self.hit_for_pass.pop(key, None)
-            status = resp.status
-            parts = [status_line(status)]
-            for k, v in strip_hop_by_hop(resp.headers).items():
-                if k not in _PASS_DROP:
-                    parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
-            parts.append(f"cache-status: {cs}\r\n".encode())
-            clen = resp.content_length
-            no_body = req.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
-            chunked = False
-            if clen is not None:
-                parts.append(b"content-length: %d\r\n" % clen)
-            elif not no_body:
-                if req.http10:
-                    conn.keep_alive = False
-                else:
-                    chunked = True
-                    parts.append(b"transfer-encoding: chunked\r\n")
-            if not conn.keep_alive or self.draining:
-                conn.keep_alive = False
-                parts.append(CLOSE)
-            parts.append(b"\r\n")
-            conn.write_head(b"".join(parts))
-            if not no_body:
-                got = 0
-                async for data in resp.iter_body():
-                    await conn.drain()
-                    if chunked:
-                        conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
-                    else:
-                        conn.write(data)
-                    got += len(data)
-                if chunked:
-                    conn.write(b"0\r\n\r\n")
-                elif clen is not None and got != clen:
-                    raise OriginError("unreachable", "origin body short")
-            resp.release()
-        except (OriginError, ConnectionError, OSError):
-            resp.close()
-            conn.abort()
-            self._log(conn, req, resp.status, "error")
-            return
-        self._log(conn, req, status, word)
-        conn.finish()
-
-    # ---- multi-worker: hits on other workers' chunks go to their owner's policy ------------
-    def send_remote_hits(self) -> None:
-        """Batch of hits this worker served for chunks another worker owns (once a second)."""
-        hits, self.remote_hits = self.remote_hits, {}
-        peers = self.flights.peer_for
-        by_peer: dict[Any, list[str]] = {}
-        for (ck, size), n in hits.items():
-            p = peers(ck)
-            if p is not None:
-                by_peer.setdefault(p, []).append(f"{n} {size} {ck}")
-        for p, lines in by_peer.items():
-            self._spawn(self._post_hits(p, "\n".join(lines).encode()))
-
-    async def _post_hits(self, peer: Any, body: bytes) -> None:
-        with contextlib.suppress(Exception):
-            resp = await peer.fetch_post(HITS_PATH, body)
-            resp.release()
-
-    def _remote_hits_in(self, conn: HttpConnection, req: Request) -> None:
-        pairs = []
-        for line in req.body.decode("utf-8", "replace").splitlines():
-            n, _, rest = line.partition(" ")
-            size, _, ck = rest.partition(" ")
-            if n.isdigit() and size.isdigit() and ck:
-                # each hit counts for the owner's policy; a burst is capped (frequency, not
-                # volume, is what the policies weigh)
-                pairs += [(ck, int(size))] * min(int(n), 16)
-        with contextlib.suppress(Exception):
-            self.store.record_remote_hits(pairs)
-        self.respond(conn, req, 204, {}, b"", "edgecdn; fwd=bypass; detail=internal", "ops")
 
     # ---- stop ------------------------------------------------------------------------------
     async def drain_connections(self, timeout: float) -> None:

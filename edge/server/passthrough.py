@@ -1,0 +1,89 @@
+"""Pass-through: requests the cache does not answer (unsafe methods, uncacheable responses,
+credentials, no-store) go to the origin as they are and stream back; nothing is stored, and
+an unsafe method that succeeds invalidates what is stored for the URL (RFC 9111 §4.4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from edge.flights import META_HEADER, PEER_HEADER, VIA
+from edge.http.cachestatus import cache_status
+from edge.http.revalidate import invalidates
+from edge.http.storage import strip_hop_by_hop
+from edge.origin_client.base import OriginError
+from edge.server.protocol import CLOSE, HttpConnection, Request, status_line
+
+PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-encoding",
+                       "content-length", META_HEADER})
+NO_BODY_STATUS = frozenset({204, 304})
+
+
+class PassThrough:
+    """Mixin of EdgeApp."""
+
+    # ---- pass-through (uncacheable, other methods) -----------------------------------------
+    async def passthrough(self, conn: HttpConnection, req: Request, npath: str, key: str,
+                          why: str) -> None:
+        """Forward the request as is and stream the answer; nothing is stored."""
+        fwd = {k: v for k, v in strip_hop_by_hop(req.headers).items()
+               if k not in ("host", "content-length", PEER_HEADER, "expect")}
+        fwd["via"] = f"{fwd['via']}, {VIA}" if "via" in fwd else VIA
+        query = req.query if self.origin.kind == "http" else ""
+        word = "pass"
+        cs = cache_status(hit=False, fwd=why)
+        try:
+            resp = await self.origin.fetch(req.method, npath, query, fwd, req.body or None)
+        except OriginError as e:
+            self.simple(conn, req, e.status, e.reason, "error",
+                        cs=cache_status(hit=False, fwd=why, detail="origin-error"))
+            return
+        try:
+            if invalidates(req.method, resp.status):
+                with contextlib.suppress(Exception):
+                    self.store.remove_object(key)
+                self.hit_for_pass.pop(key, None)
+            status = resp.status
+            parts = [status_line(status)]
+            for k, v in strip_hop_by_hop(resp.headers).items():
+                if k not in PASS_DROP:
+                    parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+            parts.append(f"cache-status: {cs}\r\n".encode())
+            clen = resp.content_length
+            no_body = req.method == "HEAD" or status in NO_BODY_STATUS or status < 200
+            chunked = False
+            if clen is not None:
+                parts.append(b"content-length: %d\r\n" % clen)
+            elif not no_body:
+                if req.http10:
+                    conn.keep_alive = False
+                else:
+                    chunked = True
+                    parts.append(b"transfer-encoding: chunked\r\n")
+            if not conn.keep_alive or self.draining:
+                conn.keep_alive = False
+                parts.append(CLOSE)
+            parts.append(b"\r\n")
+            conn.write_head(b"".join(parts))
+            if not no_body:
+                got = 0
+                async for data in resp.iter_body():
+                    await conn.drain()
+                    if chunked:
+                        conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                    else:
+                        conn.write(data)
+                    got += len(data)
+                if chunked:
+                    conn.write(b"0\r\n\r\n")
+                elif clen is not None and got != clen:
+                    raise OriginError("unreachable", "origin body short")
+            resp.release()
+        except (OriginError, ConnectionError, OSError):
+            resp.close()
+            conn.abort()
+            self._log(conn, req, resp.status, "error")
+            return
+        self._log(conn, req, status, word)
+        conn.finish()
+
