@@ -11,9 +11,10 @@ import time
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from edge.config import OriginConfig
-from edge.origin_client.base import AiohttpFetcher, Headers, OriginResponse
+from edge.origin_client.base import AiohttpFetcher, Headers, OriginError, OriginResponse
 
 URL_TTL = 600
 
@@ -65,7 +66,12 @@ class S3Origin:
         """``query`` is ignored: an S3 object does not vary by query string."""
         h = {k: v for k, v in headers.items()
              if k in ("range", "if-none-match", "if-modified-since", "if-match")}
-        resp = await self.fetcher.request(method, self.presign(method, path), h, None)
+        try:
+            url = self.presign(method, path)
+        except (BotoCoreError, ClientError, ValueError) as e:  # no credentials, bad config
+            raise OriginError("unreachable", f"cannot sign the S3 request: {type(e).__name__}") \
+                from e
+        resp = await self.fetcher.request(method, url, h, None)
         resp.headers = self._clean(resp.headers)
         return resp
 
