@@ -182,6 +182,9 @@ async def run_node(cfg: EdgeConfig, worker: int = 0, workers: int = 1) -> int:
     admin = f" admin on {cfg.node.admin_listen[0]}:{node.admin_port}" if node.admin_port else ""
     print(f"edge {cfg.node.name} worker {worker} pid {os.getpid()} ready on "
           f"http://{host}:{node.port}{admin} origin {cfg.origin.url}", file=sys.stderr, flush=True)
+    if cfg.node.admin_token == "change-me":
+        print("edge: warning: admin_token is the example's 'change-me': set your own",
+              file=sys.stderr, flush=True)
     await stop.wait()
     await node.stop()
     return 0
