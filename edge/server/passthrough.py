@@ -6,10 +6,13 @@ an unsafe method that succeeds invalidates what is stored for the URL (RFC 9111 
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import urlsplit
 
+from contracts.keys import BadPath, normalize_path
 from edge.flights import META_HEADER, PEER_HEADER, VIA
+from edge.http.cachekey import object_key
 from edge.http.cachestatus import cache_status
-from edge.http.revalidate import invalidates
+from edge.http.revalidate import also_invalidated, invalidates
 from edge.http.storage import strip_hop_by_hop
 from edge.origin_client.base import OriginError
 from edge.server.protocol import CLOSE, HttpConnection, Request, status_line
@@ -21,6 +24,24 @@ NO_BODY_STATUS = frozenset({204, 304})
 
 class PassThrough:
     """Mixin of EdgeApp."""
+
+    def _also_invalidated(self, headers: dict[str, str]) -> list[str]:
+        """Cache keys named by Location / Content-Location of an unsafe method's answer
+        (RFC 9111 §4.4), when they are on the origin's own authority and under its prefix."""
+        ocfg = self.cfg.origin
+        if ocfg.kind != "http":
+            return []
+        authority = urlsplit(ocfg.bucket).netloc
+        base = f"/{ocfg.prefix}" if ocfg.prefix else ""
+        out = []
+        for path in also_invalidated(headers, authority):
+            if base and not path.startswith(base + "/"):
+                continue
+            try:
+                out.append(object_key(normalize_path(path[len(base):]), ""))
+            except BadPath:
+                continue
+        return out
 
     # ---- pass-through (uncacheable, other methods) -----------------------------------------
     async def passthrough(self, conn: HttpConnection, req: Request, npath: str, key: str,
@@ -43,6 +64,9 @@ class PassThrough:
                 with contextlib.suppress(Exception):
                     self.store.remove_object(key)
                 self.hit_for_pass.pop(key, None)
+                for other in self._also_invalidated(resp.headers):
+                    with contextlib.suppress(Exception):
+                        self.store.remove_object(other)
             status = resp.status
             parts = [status_line(status)]
             for k, v in strip_hop_by_hop(resp.headers).items():

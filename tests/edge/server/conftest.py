@@ -131,8 +131,10 @@ class OriginServer:
             return web.Response(status=self.fail, text="origin failure\n")
         if req.method not in ("GET", "HEAD"):
             body = await req.read()
-            return web.Response(status=200, text=f"{req.method} ok {len(body)}\n",
-                                headers={"Cache-Control": "no-store"})
+            h = {"Cache-Control": "no-store"}
+            if "X-Test-Location" in req.headers:  # the answer names another resource
+                h["Content-Location"] = req.headers["X-Test-Location"]
+            return web.Response(status=200, text=f"{req.method} ok {len(body)}\n", headers=h)
         obj = self.objects.get(req.path)
         if obj is None:
             return web.Response(status=404, text="no such object\n",

@@ -201,3 +201,21 @@ async def test_requests_to_the_origin_carry_via(origin, make_edge, client):
     await fetch(client, edge.url + "/via", "POST", data=b"x")
     vias = [h.get("Via") for _, p, h in origin.requests if p == "/via"]
     assert vias == ["1.1 player-proxy, 1.1 edgecdn", "1.1 edgecdn"]
+
+
+async def test_unsafe_method_also_invalidates_content_location(origin, make_edge, client):
+    origin.put("/base/list", b"old list", headers={"Cache-Control": "max-age=600"})
+    edge = make_edge(origin.url + "/base")
+    await fetch(client, edge.url + "/list")
+    assert (await fetch(client, edge.url + "/list")).cache.startswith("edgecdn; hit")
+    host = origin.url.split("//")[1]
+    r = await fetch(client, edge.url + "/items", "POST", data=b"new",
+                    headers={"X-Test-Location": f"http://{host}/base/list"})
+    assert r.status == 200
+    origin.put("/base/list", b"new list", headers={"Cache-Control": "max-age=600"})
+    r = await fetch(client, edge.url + "/list")
+    assert r.body == b"new list"
+    # another authority's Content-Location is ignored (§4.4)
+    await fetch(client, edge.url + "/items", "POST", data=b"x",
+                headers={"X-Test-Location": "http://elsewhere.example/base/list"})
+    assert (await fetch(client, edge.url + "/list")).cache.startswith("edgecdn; hit")
