@@ -1,5 +1,9 @@
 """Access log: the hot path appends a tuple; this formats and writes them once a second.
 
+A row is (ts, client, method, path, range, status, bytes, cache, dur_ms), or for an answer of
+the hot path (ts, client, fields, dur_ms) where ``fields`` is that answer's method, path,
+status, bytes and cache already as JSON (edge.server.hot.hot_log_fields): the same line.
+
 Lines are contracts.logs.AccessRecord JSON, to stdout or a file, and to a spool directory
 ``<cache_dir>/logs/`` as ``access-<pid>-<seq>.jsonl`` files that are closed every
 ``rotate_seconds`` and renamed to ``access-<pid>-<seq>.ready`` for the log shipper. A file
@@ -89,14 +93,21 @@ class AccessLog:
 
         tail = (f',"edge":{enc(self.edge)},"site":{enc(self.site)},'
                 f'"region":{enc(self.region)}}}')
+        hot_tail = ',"range":""' + tail
         out = [
-            f'{{"ts":{ts:.3f},"client":{enc(client)},"method":{enc(method)},"path":{enc(path)},'
-            f'"status":{status},"bytes":{nbytes},"cache":{enc(cache)},"dur_ms":{dur:.3f},'
-            f'"range":{enc(rng)}{tail}'
-            for ts, client, method, path, rng, status, nbytes, cache, dur in rows
+            f'{{"ts":{r[0]:.3f},"client":{enc(r[1])},{r[2]},"dur_ms":{r[3]:.3f}{hot_tail}'
+            if len(r) == 4 else self._general(r, enc, tail)
+            for r in rows
         ]
         out.append("")
         return "\n".join(out)
+
+    @staticmethod
+    def _general(row: tuple[Any, ...], enc: Any, tail: str) -> str:
+        ts, client, method, path, rng, status, nbytes, cache, dur = row
+        return (f'{{"ts":{ts:.3f},"client":{enc(client)},"method":{enc(method)},'
+                f'"path":{enc(path)},"status":{status},"bytes":{nbytes},"cache":{enc(cache)},'
+                f'"dur_ms":{dur:.3f},"range":{enc(rng)}{tail}')
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
         """Write formatted rows; rotates the spool file when due. Thread-safe (the server

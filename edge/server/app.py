@@ -144,7 +144,8 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
         self.hot_bytes = 0
-        self.hot_hits: list[HotEntry] = []
+        self.hot_touched: list[HotEntry] = []  # entries hit since the last flush_hot_hits
+        self.hot_direct_hits = 0  # hot hits not yet in by_cache (fold_hot_counts)
         self.hot_max = min(64 * 1024**2, max(cfg.cache.memory_bytes // 4, 0))
         self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from json.encoder import encode_basestring_ascii as encode_json_str
 from typing import TYPE_CHECKING, Any
 
 from edge.server.protocol import HOT_BLOCKERS, HttpConnection, Request, status_line
@@ -21,13 +22,25 @@ if TYPE_CHECKING:
     from edge.server.app import MetaView
 
 
-class HotEntry:
-    """A ready answer for a plain GET of a small object held in memory (see _hot_hit)."""
+def hot_log_fields(path: str, size: int) -> str:
+    """The access-log JSON fields of a hot answer that do not change between its hits."""
+    return (f'"method":"GET","path":{encode_json_str(path)},"status":200,"bytes":{size},'
+            f'"cache":"hit"')
 
-    __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size")
+
+class HotEntry:
+    """A ready answer for a plain GET of a small object held in memory (see _hot_hit).
+
+    ``resp`` is the whole response (status line, headers, body) for the current whole
+    seconds of Age and of the Cache-Status ttl; it is rebuilt when either changes (about
+    once a second), so a hit between rebuilds is one write of a prepared bytes object."""
+
+    __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size", "resp",
+                 "age_i", "ttl_i", "hits", "logmid")
 
     def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes, body: bytes,
-                 chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...]) -> None:
+                 chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...],
+                 logmid: str) -> None:
         self.key = key
         self.meta = meta
         self.view = view
@@ -36,7 +49,22 @@ class HotEntry:
         self.chunks = chunks
         self.remote = remote
         self.size = len(body)
+        self.resp = b""
+        self.age_i = -1
+        self.ttl_i = -1
+        self.hits = 0  # since the last flush_hot_hits
+        self.logmid = logmid  # the access-log fields that never change for this answer
 
+    def response(self, age: float, ttl: float) -> bytes:
+        """The full response for this age and ttl (rebuilt when a whole second changes)."""
+        a = int(age)
+        t = int(ttl)
+        if a != self.age_i or t != self.ttl_i:
+            self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
+                                  self.view.hit_status(ttl).encode(), b"\r\n\r\n", self.body))
+            self.age_i = a
+            self.ttl_i = t
+        return self.resp
 
 
 class HotPath:
@@ -53,17 +81,15 @@ class HotPath:
             return False
         meta = self.store.get_meta(e.key)
         view = e.view
-        now = self.clock()
-        age = view.age_at + (now - view.rt)
-        if meta is not e.meta or view.lifetime <= age:
+        age = view.age_at + (self.clock() - view.rt)
+        ttl = view.lifetime - age
+        if meta is not e.meta or ttl <= 0:
             self._hot_drop(req.target)
             return False
-        self.hot_hits.append(e)  # policy bookkeeping in a batch, off the hit (flush_hot_hits)
-        for rk in e.remote:
-            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
-        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
-                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
-                          e.size)
+        if not e.hits:
+            self.hot_touched.append(e)
+        e.hits += 1
+        conn.write_joined([e.response(age, ttl)], e.size)
         self._log(conn, req, 200, "hit")
         conn.finish()
         return True
@@ -76,40 +102,49 @@ class HotPath:
         view = e.view
         now = self.clock()
         age = view.age_at + (now - view.rt)
-        if meta is not e.meta or view.lifetime <= age or self.draining:
+        ttl = view.lifetime - age
+        if meta is not e.meta or ttl <= 0 or self.draining:
             return False
-        self.counters.requests += 1
-        self.counters.content_requests += 1
-        self.hot_hits.append(e)
-        for rk in e.remote:
-            self.remote_hits[rk] = self.remote_hits.get(rk, 0) + 1
-        conn.write_joined([e.prefix, b"age: %d\r\ncache-status: " % age,
-                           view.hit_status(view.lifetime - age).encode(), b"\r\n\r\n", e.body],
-                          e.size)
-        self.counters.bytes_sent += e.size
-        self.access.append((time.time(), conn.client, "GET", target.partition("?")[0], "", 200,
-                            e.size, "hit", (time.monotonic() - t0) * 1000.0))
-        self.by_cache["hit"] = self.by_cache.get("hit", 0) + 1
+        c = self.counters
+        c.requests += 1
+        c.content_requests += 1
+        c.bytes_sent += e.size
+        if not e.hits:
+            self.hot_touched.append(e)
+        e.hits += 1
+        conn.transport.write(e.response(age, ttl))  # type: ignore[union-attr]
+        self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
+        self.hot_direct_hits += 1
         return True
 
+    def fold_hot_counts(self) -> None:
+        """Add the hot path's hits (a plain integer there) to by_cache; readers call this."""
+        n = self.hot_direct_hits
+        if n:
+            self.hot_direct_hits = 0
+            self.by_cache["hit"] = self.by_cache.get("hit", 0) + n
+
     def flush_hot_hits(self) -> None:
-        """Tell the store about the hot path's hits (once a second, in a worker thread: the
-        policies' bookkeeping takes the store's lock). Repeats are counted per entry first:
-        a policy weighs how often, capped, not every single hit."""
-        batch, self.hot_hits = self.hot_hits, []
-        if not batch:
+        """Tell the store (and, with --workers N, the chunks' owners) about the hot path's
+        hits, once a second: each entry counted its hits, so the policy is told per entry
+        how often (capped: a policy weighs frequency, not volume), in a worker thread (the
+        policies' bookkeeping takes the store's lock)."""
+        touched, self.hot_touched = self.hot_touched, []
+        self.fold_hot_counts()
+        if not touched:
             return
         store = self.store
-        counts: dict[int, list[Any]] = {}
-        for e in batch:
-            c = counts.get(id(e))
-            if c is None:
-                counts[id(e)] = [e, 1]
-            else:
-                c[1] += 1
+        counts = []
+        rh = self.remote_hits
+        for e in touched:
+            n = e.hits
+            e.hits = 0
+            counts.append((e, n))
+            for rk in e.remote:
+                rh[rk] = rh.get(rk, 0) + n
 
         def record() -> None:
-            for e, n in counts.values():
+            for e, n in counts:
                 for _ in range(min(n, 8)):
                     for i in e.chunks:
                         store.record_hit(e.meta, i)
@@ -143,7 +178,7 @@ class HotPath:
                            b"content-length: %d\r\naccept-ranges: bytes\r\n" % len(data)))
         self._hot_drop(req.target)
         self.hot[req.target] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
-                                        tuple(remote))
+                                        tuple(remote), hot_log_fields(req.path, len(data)))
         self.hot_bytes += len(data)
 
     def _hot_drop(self, target: str) -> None:

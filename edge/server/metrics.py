@@ -46,6 +46,7 @@ class EdgeMetrics:
         return d
 
     def sync(self, app: Any, flights: Any, store: Any) -> None:
+        app.fold_hot_counts()
         for cache, n in list(app.by_cache.items()):
             d = self._delta(f"req:{cache}", n)
             if d:

@@ -168,10 +168,12 @@ class Ops:
                 os.replace(tmp, p)
 
     def _hits(self) -> int:
+        self.app.fold_hot_counts()
         b = self.app.by_cache
         return b.get("hit", 0) + b.get("stale", 0) + b.get("revalidated", 0)
 
     def _requests(self) -> int:
+        self.app.fold_hot_counts()
         b = self.app.by_cache
         return sum(v for k, v in b.items() if k not in ("error", "ops"))
 
