@@ -93,3 +93,20 @@ def tree_pids(root: int, proc: Path = Path("/proc")) -> list[int]:
 
 def ticks_to_seconds(ticks: int, clk_tck: int = CLK_TCK) -> float:
     return ticks / clk_tck
+
+
+def parse_cpu_line(line: str) -> tuple[int, int]:
+    """(busy, total) ticks from one ``cpuN ...`` line of /proc/stat (idle and iowait = not busy)."""
+    fields = [int(x) for x in line.split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest* are inside user
+    total = sum(fields[:8])
+    return total - fields[3] - (fields[4] if len(fields) > 4 else 0), total
+
+
+def cpu_busy_ticks(cpu: int, stat: Path = Path("/proc/stat")) -> int:
+    """Ticks core ``cpu`` has spent busy (anything but idle/iowait) since boot."""
+    prefix = f"cpu{cpu} "
+    for line in stat.read_text().splitlines():
+        if line.startswith(prefix):
+            return parse_cpu_line(line)[0]
+    raise ValueError(f"no cpu{cpu} in {stat}")

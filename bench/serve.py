@@ -13,6 +13,7 @@ are the figures to compare, not raw throughput.
 from __future__ import annotations
 
 import http.client
+import math
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,7 @@ class Sample:
     server_cpu_s: float
     wrk_cpu_s: float
     errors: int
+    core_busy_s: float = float("nan")  # the server core's busy time, whoever used it
 
     @property
     def payload_gb(self) -> float:
@@ -79,6 +81,9 @@ class Sample:
             "cpu_s_per_10k_req": self.server_cpu_s / n * 1e4 if n else float("nan"),
             "server_core_util": self.server_cpu_s / d if d else 0.0,
             "wrk_core_util": self.wrk_cpu_s / d if d else 0.0,
+            # share of the server's core used by other processes (a shared machine's noise)
+            "others_on_server_core": max(0.0, (self.core_busy_s - self.server_cpu_s) / d)
+            if d else 0.0,
             # all bytes wrk read per counted request: headers, plus the bytes of responses
             # still in flight when the run stopped (large for 2 MiB with many connections)
             "wire_bytes_per_req": self.bytes_read / n if n else float("nan"),
@@ -86,7 +91,7 @@ class Sample:
 
 
 METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req",
-           "server_core_util", "wrk_core_util", "wire_bytes_per_req")
+           "server_core_util", "wrk_core_util", "others_on_server_core", "wire_bytes_per_req")
 TABLE_METRICS = METRICS[:-1]
 RATIO_METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req")
 
@@ -199,15 +204,19 @@ def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchC
             rnd: int, duration_s: float) -> Sample:
     cmd = wrkmod.command(plan.wrk_bin, r.url, script, connections=cfg.connections,
                          duration_s=duration_s, cpu=cfg.load_cpu)
+    core = cfg.server_cpu
+    busy0 = procstat.cpu_busy_ticks(core) if core is not None else 0
     before = procstat.tree_ticks(r.proc.pid)
     res, wrk_cpu = wrkmod.run(cmd, timeout=duration_s + 30)
     after = procstat.tree_ticks(r.proc.pid)
+    busy = (procstat.ticks_to_seconds(procstat.cpu_busy_ticks(core) - busy0)
+            if core is not None else float("nan"))
     if r.proc.poll() is not None:
         raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
     return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,
                   requests=res.requests, duration_s=res.duration_s, bytes_read=res.bytes_read,
                   p99_ms=res.p99_us / 1e3, server_cpu_s=procstat.ticks_to_seconds(after - before),
-                  wrk_cpu_s=wrk_cpu, errors=res.total_errors)
+                  wrk_cpu_s=wrk_cpu, errors=res.total_errors, core_busy_s=busy)
 
 
 @dataclass
@@ -219,14 +228,25 @@ class Report:
     targets: list[Target]
 
     def to_json(self) -> dict:
-        return {
+        """Plain JSON (NaN, which strict parsers reject, becomes null)."""
+        return _no_nan({
             "config": self.config,
             "results": [{"server": s, "size_class": sc, **m}
                         for (s, sc), m in self.medians.items()],
             "ratios": self.ratios,
             "targets": [asdict(t) for t in self.targets],
             "samples": [{**asdict(s), **s.metrics()} for s in self.samples],
-        }
+        })
+
+
+def _no_nan(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_no_nan(x) for x in v]
+    return v
 
 
 Progress = Callable[[str, int, int], None]  # (description, done, total)

@@ -23,6 +23,7 @@ LABELS = {
     "cpu_s_per_10k_req": ("CPU s/10k req", "{:.3f}"),
     "server_core_util": ("server core", "{:.0%}"),
     "wrk_core_util": ("wrk core", "{:.0%}"),
+    "others_on_server_core": ("others on srv core", "{:.0%}"),
 }
 
 

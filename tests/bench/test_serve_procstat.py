@@ -65,3 +65,26 @@ def test_tree_ticks_counts_a_child_that_burnt_cpu_and_was_reaped() -> None:
         assert procstat.ticks_to_seconds(ticks) >= 0.25
     finally:
         p.communicate("")
+
+
+def test_parse_cpu_line_counts_everything_but_idle_and_iowait() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    busy, total = procstat.parse_cpu_line("cpu0 100 5 50 1000 20 3 2 1 7 0")
+    assert total == 100 + 5 + 50 + 1000 + 20 + 3 + 2 + 1  # guest time is already in user
+    assert busy == total - 1000 - 20
+
+
+def test_cpu_busy_ticks_grows_while_we_spin_on_our_core() -> None:
+    import time
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        before = procstat.cpu_busy_ticks(cpu)
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+        assert procstat.cpu_busy_ticks(cpu) - before >= 0.15 * procstat.CLK_TCK
+    finally:
+        os.sched_setaffinity(0, old)

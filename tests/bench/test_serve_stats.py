@@ -120,3 +120,17 @@ def test_variant_from_another_source_tree(tmp_path) -> None:
     (tmp_path / "edgecdn" / "cli.py").write_text("")
     (peer,) = resolve([name], {name: flags})
     assert (peer.src, peer.extra) == (str(tmp_path), ("--no-sendfile",))
+
+
+def test_others_on_server_core_is_core_busy_minus_server_and_json_has_no_nan() -> None:
+    s = sample("nginx", "object", 16384, 0, requests=1000, cpu=0.5)
+    s.core_busy_s = 1.5
+    assert s.metrics()["others_on_server_core"] == pytest.approx(0.5)  # (1.5 - 0.5) / 2 s
+    s.core_busy_s = 0.4  # tick rounding can put the core below the server: clamp at 0
+    assert s.metrics()["others_on_server_core"] == 0.0
+    rep = sv.Report({}, [sample("a", "object", 16384, 0, requests=0, cpu=0.1)],
+                    sv.medians([sample("a", "object", 16384, 0, requests=0, cpu=0.1)]), {}, [])
+    import json
+
+    text = json.dumps(rep.to_json(), allow_nan=False)  # raises on NaN
+    assert '"cpu_s_per_gb": null' in text
