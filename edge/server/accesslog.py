@@ -115,9 +115,21 @@ class AccessLog:
         with self.lock:
             self._write(rows)
 
+    @property
+    def enabled(self) -> bool:
+        """Does anything consume the lines (else rows need no formatting)?"""
+        return self.sink is not None or self.spool is not None
+
+    def write_text(self, text: str) -> None:
+        """Write lines already formatted (``format``); thread-safe, rotates when due."""
+        with self.lock:
+            self._write_text(text)
+
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        if rows and (self.sink is not None or self.spool is not None):
-            text = self.format(rows)
+        self._write_text(self.format(rows) if rows and self.enabled else "")
+
+    def _write_text(self, text: str) -> None:
+        if text:
             if self.sink is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self.sink.write(text)

@@ -1,0 +1,113 @@
+"""The hot path (prepared answers for plain GETs of small objects in memory) answers, logs and
+counts exactly like the general path, and follows the clock, purges and new versions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from contracts.logs import AccessRecord
+from tests.edge.server.conftest import fetch
+
+CC = {"Cache-Control": "max-age=600", "ETag": '"h1"', "Content-Type": "video/mp2t"}
+BODY = b"hot!" * 1000
+
+
+async def _warm_hot(edge, client, path: str) -> None:
+    """Miss, disk hits (promoted to memory), memory hit: the answer is now prepared."""
+    for _ in range(4):
+        r = await fetch(client, edge.url + path)
+        assert r.body == BODY
+        edge.settle()
+        edge.call(edge.node.store.flush)
+    await fetch(client, edge.url + path)
+    assert path in edge.node.app.hot
+
+
+async def _keepalive_gets(port: int, path: str, n: int) -> list[tuple[bytes, bytes]]:
+    """n plain GETs one after another on one keep-alive connection: (head, body) each."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = []
+    for _ in range(n):
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        m = re.search(rb"content-length: (\d+)", head)
+        assert m is not None
+        out.append((head, await reader.readexactly(int(m.group(1)))))
+    writer.close()
+    return out
+
+
+def _header(head: bytes, name: str) -> str:
+    m = re.search(rb"\r\n" + name.encode() + rb": ([^\r]*)\r\n", head)
+    assert m is not None, head
+    return m.group(1).decode()
+
+
+async def test_hot_answers_are_logged_and_counted_like_general_hits(origin, make_edge, client,
+                                                                    tmp_path):
+    origin.put("/h.ts", BODY, headers=CC)
+    log_file = tmp_path / "access.jsonl"
+    edge = make_edge(origin.url, log={"access": str(log_file)})
+    await _warm_hot(edge, client, "/h.ts")
+    edge.call(edge.node.ops.flush_log_now)
+    before = len(log_file.read_text().splitlines())
+    general = AccessRecord.from_json(log_file.read_text().splitlines()[-1])
+    answers = await _keepalive_gets(edge.node.port, "/h.ts", 5)
+    for head, body in answers:
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == BODY
+        assert _header(head, "cache-status").startswith("edgecdn; hit; ttl=")
+        assert _header(head, "etag") == '"h1"' and _header(head, "content-type") == "video/mp2t"
+        assert int(_header(head, "age")) >= 0
+    edge.call(edge.node.ops.flush_log_now)
+    lines = log_file.read_text().splitlines()[before:]
+    recs = [AccessRecord.from_json(x) for x in lines]
+    assert len(recs) == 5
+    for r in recs:
+        assert (r.method, r.path, r.status, r.bytes, r.cache, r.range, r.client) == \
+            ("GET", "/h.ts", 200, len(BODY), "hit", "", "127.0.0.1")
+        assert r.dur_ms >= 0 and r.edge == general.edge and abs(r.ts - time.time()) < 60
+    # the same JSON fields, in the same order, as a general-path line
+    assert list(json.loads(lines[0])) == list(
+        json.loads(log_file.read_text().splitlines()[before - 1]))
+    assert edge.node.app.hot["/h.ts"].resp  # these were answered by the hot path
+    # /metrics and /healthz count them as hits
+    m = await fetch(client, edge.url + "/metrics")
+    hits = re.search(rb'edgecdn_requests_total\{cache="hit"\} (\d+)', m.body)
+    assert hits is not None and int(float(hits.group(1))) >= 6
+    h = json.loads((await fetch(client, edge.url + "/healthz")).body)
+    assert h["hit_ratio"] > 0.5
+
+
+async def test_hot_answer_age_and_ttl_follow_the_clock_and_expiry(origin, make_edge, client):
+    origin.put("/age.ts", BODY, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot(edge, client, "/age.ts")
+    app = edge.node.app
+    (head, _), = await _keepalive_gets(edge.node.port, "/age.ts", 1)
+    age0 = int(_header(head, "age"))
+    t = time.time()
+    edge.call(setattr, app, "clock", lambda: t + 100)  # 100 s later: the answer is rebuilt
+    (head, body), = await _keepalive_gets(edge.node.port, "/age.ts", 1)
+    assert body == BODY and int(_header(head, "age")) in (age0 + 100, age0 + 101)
+    ttl = int(_header(head, "cache-status").rpartition("ttl=")[2])
+    assert 600 - 102 <= ttl <= 600 - 99
+    edge.call(setattr, app, "clock", lambda: t + 700)  # expired: the general path revalidates
+    (head, body), = await _keepalive_gets(edge.node.port, "/age.ts", 1)
+    assert body == BODY and "fwd=stale" in _header(head, "cache-status")
+    assert origin.count("/age.ts") == 2
+
+
+async def test_hot_answer_dropped_by_a_new_version(origin, make_edge, client):
+    origin.put("/v.ts", BODY, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot(edge, client, "/v.ts")
+    new = b"new!" * 1000
+    origin.put("/v.ts", new, headers={**CC, "ETag": '"h2"'})
+    # an unsafe method invalidates the stored response; the next plain GET must not be hot
+    await fetch(client, edge.url + "/v.ts", "POST", data=b"x")
+    (head, body), = await _keepalive_gets(edge.node.port, "/v.ts", 1)
+    assert body == new and _header(head, "etag") == '"h2"'
