@@ -140,6 +140,8 @@ class DnsResponder:
         elif not d.picks and self.cname is not None:
             r.answer.append(dns.rrset.from_text(qname, self.ttl, "IN", "CNAME",
                                                 self.cname.to_text()))
+        elif not d.picks:  # no edge up, no CloudFront: a resolver retries, never caches it
+            return dns.rcode.SERVFAIL
         else:
             r.authority.append(self.soa)
         return dns.rcode.NOERROR

@@ -2,7 +2,8 @@
 
 No sockets here: the lean protocol in ``http_server`` feeds it, tests can call it directly.
 Routes:
-    GET  /v1/steer?path=P[&client_ip=A]   ranked signed URLs (contracts.steer.SteerResponse)
+    GET  /v1/steer?path=P[&client_ip=A]   ranked signed URLs (contracts.steer.SteerResponse);
+                                          503 + reason when no edge is up and no CloudFront
     GET  /v1/redirect/<path>[?client_ip=A] 302 to the best URL
     GET  /healthz, /metrics, /v1/fleet
     GET  /v1/admin/regions                 (bearer token) region weights / evacuations
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from steering.clientaddr import ClientAddrError, TrustSet, resolve_client
-from steering.service import BadRequest, Steering
+from steering.service import NOTHING_SERVES, BadRequest, Steering, Unavailable
 
 log = logging.getLogger("edgecdn.steering")
 JSON = b"application/json"
@@ -73,6 +74,7 @@ class HttpApi:
         self.proxies = TrustSet(s.trusted_proxies)
         self.callers = TrustSet(s.trusted_callers)
         self.admin_token = s.admin_token.encode()
+        self.retry_after = b"%d" % max(1, round(s.probe_interval))
         self.steer_headers = (b"Content-Type: application/json\r\nCache-Control: private, "
                               b"max-age=%d\r\n" % s.response_ttl)
 
@@ -80,6 +82,9 @@ class HttpApi:
                body: bytes, peer: str) -> Response:
         try:
             return self._route(method, path, query, headers, body, peer)
+        except Unavailable as e:  # nothing up and no CloudFront: retry once probes see one
+            return _err(503, e.reason, [(b"Retry-After", self.retry_after),
+                                        (b"Cache-Control", b"no-store")])
         except (BadRequest, ClientAddrError) as e:
             return _err(e.status, e.reason)
         except (UnicodeDecodeError, ValueError) as e:
@@ -112,7 +117,7 @@ class HttpApi:
             raw = path[len(b"/v1/redirect"):].decode("utf-8", errors="strict")
             url = self.steering.first_url(raw, ip, self.clock())
             if not url:
-                return _err(503, "no edge and no CloudFront fallback can serve this")
+                raise Unavailable(NOTHING_SERVES)
             return 302, [(b"Location", url.encode()), (b"Cache-Control", b"no-store"),
                          (b"Content-Type", JSON)], b'{"location":' + json.dumps(url).encode() + b"}"
         if path == b"/healthz":

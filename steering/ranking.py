@@ -12,7 +12,12 @@ How one decision is made:
    rendezvous order of the title (``contracts.rendezvous``, as the fill planner does), so a
    title lands on the same edges; an edge between the shedding watermarks is skipped with
    rising probability. Up to ``edges_per_site`` from each of ``max_sites`` (>= 2) sites.
-4. No edge at all -> ``fallback`` (the shell appends CloudFront last in every case).
+4. Nowhere to go: when the evacuations and weights leave no region willing to take the
+   client, or every edge is shed, the client goes to CloudFront (``fallback``, no edges) if
+   the fleet has it; otherwise it is ``held`` on the best edges there are (its own region
+   first, shedding ignored only if it would leave nothing), so an answer is never empty
+   while an edge serves. No serving edge at all -> ``fallback`` (the shell appends
+   CloudFront last in every case, and answers 503 when there is none).
 
 Memos make the request path cheap: distances per client location (static), site order per
 (location, view generation), rendezvous order per (title, site) (static).
@@ -39,6 +44,7 @@ class RankingConfig:
     max_sites: int = 3
     shed_low: float = 0.80
     shed_high: float = 0.95
+    cloudfront: bool = False  # a fallback exists: traffic with nowhere to go goes there
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,7 @@ class Pick:
 class Decision:
     picks: list[Pick]
     region: str  # primary region ("" on fallback)
-    choice: str  # "nearest" | "weighted" | "spill" | "fallback"
+    choice: str  # "nearest" | "weighted" | "spill" | "held" | "fallback"
     spilled: list[str] = field(default_factory=list)
 
     @property
@@ -205,7 +211,7 @@ class Ranker:
                     break
                 spilled.append(r)
         if not primary:
-            return Decision([], "", "fallback", spilled)
+            return self._nowhere(key, o, spilled, view, rnd)
         if spilled or evacuated:
             choice = "spill"
         elif weighted:
@@ -214,13 +220,29 @@ class Ranker:
             choice = "nearest"
         picks = self._pick_edges(key, o, primary, spilled, view, rnd)
         if not picks:
-            return Decision([], "", "fallback", spilled)
+            return self._nowhere(key, o, [*spilled, primary], view, rnd)
         if picks[0].site.region != primary:  # every edge of the primary region was shed
             return Decision(picks, picks[0].site.region, "spill", [*spilled, primary])
         return Decision(picks, primary, choice, spilled)
 
+    def _nowhere(self, key: str, o: _Order, spilled: list[str], view: View,
+                 rnd: Callable[[], float]) -> Decision:
+        """No region took the client (evacuated, weight 0, or all shed): CloudFront when
+        there is one, else hold it on the best edges there are, from the region it was
+        pushed out of (the first drawn; the nearest when weights left none to draw)."""
+        if self.cfg.cloudfront or not o.regions:
+            return Decision([], "", "fallback", spilled)
+        home = spilled[0] if spilled else o.regions[0][0]
+        picks = (self._pick_edges(key, o, home, [], view, rnd, anywhere=True)
+                 or self._pick_edges(key, o, home, [], view, rnd, anywhere=True, shed=False))
+        return Decision(picks, picks[0].site.region, "held", spilled)
+
     def _pick_edges(self, key: str, o: _Order, primary: str, spilled: list[str], view: View,
-                    rnd: Callable[[], float]) -> list[Pick]:
+                    rnd: Callable[[], float], anywhere: bool = False,
+                    shed: bool = True) -> list[Pick]:
+        """Up to edges_per_site edges from up to max_sites sites, the primary region's sites
+        first. ``anywhere``: also regions that are evacuated or spilled; ``shed=False``:
+        loaded edges too, least loaded first (the last resort of a held client)."""
         cfg = self.cfg
         per_site, max_sites = cfg.edges_per_site, max(2, cfg.max_sites)
         loads, keep = view.edge_load, view.keep
@@ -234,7 +256,7 @@ class Ranker:
         used_sites = 0
         for site, dist in seq:
             r = site.region
-            if r != primary and (r in spilled or keep.get(r, 0.0) <= 0):
+            if r != primary and not anywhere and (r in spilled or keep.get(r, 0.0) <= 0):
                 continue
             k = (key, site.name)
             edges = serving.get(k)
@@ -243,10 +265,12 @@ class Ranker:
                     serving.clear()
                 edges = serving[k] = tuple(e for e in self.edges_for(key, site)
                                            if e.name in loads)
+            if not shed:
+                edges = tuple(sorted(edges, key=lambda e: loads[e.name]))
             taken = 0
             for e in edges:
                 load = loads[e.name]
-                if load > low and not keeps(load, low, high, rnd()):
+                if shed and load > low and not keeps(load, low, high, rnd()):
                     continue
                 picks.append(Pick(e, site, dist))
                 taken += 1

@@ -32,6 +32,7 @@ from steering.traffic import TrafficShifter
 _SAFE = "/-._~!$&'()*+,;=:@"
 _MEMO_MAX = 100_000
 REORDER_S = 5.0  # at most this often, load-band changes re-sort the sites per location
+NOTHING_SERVES = "no edge is up and no CloudFront fallback is configured"
 _CF_REST = ',"kind":"cloudfront","edge":"","site":"","region":"","distance_km":0.0}'
 
 
@@ -48,6 +49,13 @@ class BadRequest(ValueError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class Unavailable(BadRequest):
+    """Nothing can serve: no edge is up and there is no CloudFront fallback (503)."""
+
+    def __init__(self, reason: str = NOTHING_SERVES) -> None:
+        super().__init__(503, reason)
 
 
 def default_location(fleet: Fleet, region: str) -> Location:
@@ -70,7 +78,7 @@ class Steering:
         self.locator = GeoLocator(s.geoip_db, default_location(fleet, s.default_region))
         self.ranker = Ranker(fleet, RankingConfig(
             s.coverage_km, s.distance_tie_km, s.edges_per_site, s.max_sites, s.shed_low,
-            s.shed_high))
+            s.shed_high, cloudfront=fleet.cloudfront is not None))
         self.health: dict[str, EdgeHealth] = {n: EdgeHealth() for n in self.edges}
         try:
             self.shifter = TrafficShifter([r.name for r in fleet.regions], s.ramp_seconds,
@@ -169,13 +177,19 @@ class Steering:
         return changed
 
     def healthy_fractions(self) -> dict[str, float]:
+        """Serving capacity / probed capacity per region. An edge with no probe result yet
+        (``unknown``) counts on neither side, and a region with none probed is left out:
+        not knowing is no reason to evacuate."""
         cap: dict[str, float] = {}
         ok: dict[str, float] = {}
         for name, e in self.edges.items():
-            cap[e.region] = cap.get(e.region, 0.0) + e.capacity_bytes_per_s
-            st = self.health[name].state
-            if st in (EdgeState.UP, EdgeState.SHEDDING, EdgeState.UNKNOWN):
-                ok[e.region] = ok.get(e.region, 0.0) + e.capacity_bytes_per_s
+            h = self.health[name]
+            if h.state is EdgeState.UNKNOWN:
+                continue
+            c = e.capacity_bytes_per_s or 1.0  # capacity 0 in the file: count the edge
+            cap[e.region] = cap.get(e.region, 0.0) + c
+            if h.serving:
+                ok[e.region] = ok.get(e.region, 0.0) + c
         return {r: (ok.get(r, 0.0) / c if c > 0 else 0.0) for r, c in cap.items()}
 
     def tick(self, now: float) -> list[str]:
@@ -259,6 +273,8 @@ class Steering:
         """The ``contracts.steer.SteerResponse`` JSON, assembled from pre-escaped pieces
         (json.dumps of the whole document cost more than the decision itself)."""
         pi, loc, d, suffix, cf = self._decide(raw_path, client_ip, now)
+        if not d.picks and not cf:
+            raise Unavailable()
         frags, dists = self._frags, self._dists
         targets = []
         urls = []

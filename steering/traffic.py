@@ -6,8 +6,11 @@ Two numbers per region, both ramped:
   to the next-nearest regions. Evacuation moves keep to 0; restore moves it back to 1.
 A region is evacuated by an operator (admin API) or automatically when its healthy capacity
 falls below ``evacuate_below``; the automatic one ends when capacity is back above
-``restore_above`` (hysteresis, so a flapping edge does not flap the region). Pure: ``now`` is
-passed in.
+``restore_above`` (hysteresis, so a flapping edge does not flap the region). Automatic
+evacuation is *armed* only once the region has been seen in service (healthy fraction at or
+above ``restore_above``): at start-up, edges that are still starting or not yet probed are
+not a loss of capacity, and a region that was never evacuated must not ramp up from 0 (the
+ranking already skips edges that do not serve). Pure: ``now`` is passed in.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class RegionTraffic:
     admin_evacuated: bool = False
     auto_evacuated: bool = False
     healthy_fraction: float = 1.0
+    armed: bool = False  # seen in service once: automatic evacuation may act from now on
 
 
 class TrafficShifter:
@@ -94,13 +98,18 @@ class TrafficShifter:
         t.keep = t.keep.to(target, now, self.ramp if ramp is None else ramp)
 
     def observe_capacity(self, healthy_fraction: Mapping[str, float], now: float) -> list[str]:
-        """Feed each region's healthy capacity fraction; returns 'evacuate:R'/'return:R' changes."""
+        """Feed each region's healthy capacity fraction (regions with no probe result yet are
+        left out by the caller); returns 'evacuate:R'/'return:R' changes."""
         changes = []
         for r, frac in healthy_fraction.items():
             t = self.regions.get(r)
             if t is None:
                 continue
             t.healthy_fraction = frac
+            if not t.armed:
+                if frac < self.restore_above:
+                    continue  # not in service yet (start-up): nothing to evacuate from
+                t.armed = True
             if self.evacuate_below <= 0:
                 continue
             if not t.auto_evacuated and frac < self.evacuate_below:
@@ -147,7 +156,7 @@ class TrafficShifter:
                 "weight": round(t.weight.value(now), 3), "weight_target": t.weight.target,
                 "keep": round(t.keep.value(now), 4), "keep_target": t.keep.target,
                 "evacuated": t.admin_evacuated, "auto_evacuated": t.auto_evacuated,
-                "healthy_fraction": round(t.healthy_fraction, 4),
+                "healthy_fraction": round(t.healthy_fraction, 4), "armed": t.armed,
             }
             for r, t in self.regions.items()
         }

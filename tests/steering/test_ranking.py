@@ -100,13 +100,60 @@ def test_fully_evacuated_region_is_never_listed() -> None:
     assert {p.site.region for p in d.picks} <= {"eu-central", "us-east"}
 
 
-def test_everything_down_or_evacuated_is_fallback() -> None:
+def test_no_serving_edge_is_fallback_with_or_without_cloudfront() -> None:
     v = view()
-    assert ranker().rank("/t", AT_LONDON, View(1, {}, v.weight, v.keep), rnd()).choice == \
-        "fallback"
-    allout = view(keep={"eu-west": 0, "eu-central": 0, "us-east": 0})
-    d = ranker().rank("/t", AT_LONDON, allout, rnd())
-    assert (d.choice, d.picks) == ("fallback", [])
+    for cf in (False, True):
+        d = ranker(cloudfront=cf).rank("/t", AT_LONDON, View(1, {}, v.weight, v.keep), rnd())
+        assert (d.choice, d.picks) == ("fallback", [])
+
+
+ALL_OUT = {"eu-west": 0, "eu-central": 0, "us-east": 0}
+
+
+def test_everything_evacuated_goes_to_cloudfront_when_there_is_one() -> None:
+    d = ranker(cloudfront=True).rank("/t", AT_LONDON, view(keep=ALL_OUT), rnd())
+    assert (d.choice, d.picks, d.region) == ("fallback", [], "")
+
+
+def test_everything_evacuated_without_cloudfront_holds_clients_in_their_region() -> None:
+    for where, home, site in ((AT_LONDON, "eu-west", "lon"), (AT_NYC, "us-east", "nyc")):
+        d = ranker().rank("/t", where, view(keep=ALL_OUT), rnd())
+        assert (d.choice, d.region) == ("held", home)
+        assert d.picks[0].site.name == site and len({p.site.name for p in d.picks}) >= 2
+
+
+def test_all_weights_zero_without_cloudfront_holds_clients_in_the_nearest_region() -> None:
+    d = ranker().rank("/t", AT_LONDON, view(weight=dict.fromkeys(ALL_OUT, 0)), rnd())
+    assert (d.choice, d.region, d.picks[0].site.name) == ("held", "eu-west", "lon")
+
+
+def test_evacuating_a_lone_region_spills_to_cloudfront_or_nowhere() -> None:
+    """One region only (the others have no serving edge): mid-ramp at keep 0.3, 70% of the
+    clients are pushed out. With CloudFront they go there; without, they stay."""
+    v = view(keep={"eu-west": 0.3})
+    west = {n: x for n, x in v.edge_load.items() if n.startswith(("lon", "dub"))}
+    lone = View(1, west, v.weight, v.keep)
+    for cf in (True, False):
+        draw = rnd(13)
+        c = Counter(ranker(cloudfront=cf).rank("/titles/x/", AT_LONDON, lone, draw).choice
+                    for _ in range(4000))
+        if cf:
+            assert c["fallback"] / 4000 == pytest.approx(0.7, abs=0.03)
+            assert c["nearest"] + c["spill"] + c["fallback"] == 4000
+        else:
+            assert c["held"] / 4000 == pytest.approx(0.7, abs=0.03) and not c["fallback"]
+
+
+def test_every_edge_overloaded_is_cloudfront_or_the_least_loaded_edges() -> None:
+    v = view()
+    loads = {n: 0.99 for n in v.edge_load} | {"fra-2": 0.97, "nyc-1": float("inf")}
+    over = View(1, loads, v.weight, v.keep)
+    assert ranker(cloudfront=True).rank("/t", AT_LONDON, over, rnd()).choice == "fallback"
+    d = ranker(max_sites=4).rank("/t", AT_LONDON, over, rnd())
+    assert (d.choice, d.region) == ("held", "eu-west")
+    names = [p.edge.name for p in d.picks]
+    assert names[0].startswith("lon") and names.index("fra-2") < names.index("fra-1")
+    assert "nyc-1" not in names or names.index("nyc-1") > names.index("nyc-2")
 
 
 def test_overloaded_edges_are_shed_and_loaded_ones_with_rising_probability() -> None:

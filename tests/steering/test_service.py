@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from contracts.steer import SteerResponse
-from steering.service import BadRequest, Steering
+from steering.service import BadRequest, Steering, Unavailable
 from steering.settings import SteeringSettings
 from tests.steering.conftest import make_fleet
 
@@ -32,15 +32,50 @@ def test_answer_is_exactly_a_steer_response(mmdb_path: Path, cf_key, ip: str) ->
     assert all("/titles/t%20x/master.m3u8?" in u for u in doc["urls"])
 
 
-def test_fallback_answer_without_cloudfront_is_empty_but_valid(mmdb_path: Path) -> None:
-    st = service(mmdb_path)
+def all_down(st: Steering) -> None:
     for n in st.edges:
         st.on_probe(n, ok=False, load=0, now=1)
         st.on_probe(n, ok=False, load=0, now=2)
+
+
+def test_nothing_up_without_cloudfront_is_unavailable_not_an_empty_answer(
+        mmdb_path: Path) -> None:
+    st = service(mmdb_path)
+    all_down(st)
+    with pytest.raises(Unavailable) as e:
+        st.decide_json("/x.ts", "81.2.69.160", 3.0)
+    assert e.value.status == 503 and "no edge is up" in e.value.reason
+    assert st.first_url("/x.ts", "81.2.69.160", 3.0) == ""
+
+
+def test_nothing_up_with_cloudfront_is_cloudfront_only(mmdb_path: Path, cf_key) -> None:
+    st = service(mmdb_path, cf_key[0])
+    all_down(st)
     doc = json.loads(st.decide_json("/x.ts", "81.2.69.160", 3.0))
-    assert doc["targets"] == [] and doc["reason"]["fallback"] is True
-    assert doc["reason"]["site"] == "none"
+    assert [t["kind"] for t in doc["targets"]] == ["cloudfront"]
+    assert doc["reason"]["fallback"] is True and doc["reason"]["site"] == "cloudfront"
     assert SteerResponse.from_dict(doc).to_dict() == doc
+
+
+def test_first_probes_failing_do_not_evacuate_and_edges_serve_as_they_come_up(
+        mmdb_path: Path) -> None:
+    """Edges still starting when steering starts: no automatic evacuation, and each edge
+    serves at full share as soon as it is up (no ramp from 0)."""
+    fleet = make_fleet(steering={"geoip_db": str(mmdb_path), "ramp_seconds": 30})
+    st = Steering(fleet, SteeringSettings.from_dict(fleet.steering),
+                  rnd=random.Random(1).random)
+    assert st.healthy_fractions() == {}  # nothing probed: nothing known, nothing evacuated
+    st.capacity_started = True
+    for n in st.edges:
+        st.on_probe(n, ok=False, load=0, now=100)
+    assert st.tick(100) == [] and set(st.view.keep.values()) == {1.0}
+    for t in (101, 102):
+        for n in st.edges:
+            st.on_probe(n, ok=True, load=0.1, now=t)
+    assert st.tick(102) == [] and set(st.view.keep.values()) == {1.0}
+    doc = st.decide("/titles/a/master.m3u8", "81.2.69.160", 102.1)
+    assert doc["targets"][0]["site"] == "lon" and doc["reason"]["choice"] == "nearest"
+    assert all(r["armed"] for r in st.regions_doc(102.1).values())
 
 
 def test_bad_path_is_bad_request(mmdb_path: Path) -> None:

@@ -42,11 +42,26 @@ def test_weights_ramp_and_bad_weights_change_nothing() -> None:
 
 def test_auto_evacuation_below_threshold_and_return_with_hysteresis() -> None:
     s = shifter(ramp_seconds=0)
+    assert s.observe_capacity({"a": 1.0, "b": 1.0}, now=0) == []
     assert s.observe_capacity({"a": 0.2, "b": 1.0}, now=0) == ["evacuate:a"]
     assert s.factors(0)[1]["a"] == 0.0
     assert s.observe_capacity({"a": 0.4}, now=1) == []  # between thresholds: stays out
     assert s.observe_capacity({"a": 0.5}, now=2) == ["return:a"]
     assert s.factors(2)[1]["a"] == 1.0
+
+
+def test_a_region_not_yet_in_service_is_not_evacuated_and_never_ramps_from_zero() -> None:
+    """Start-up: edges still starting (fraction 0, then rising) are no loss of capacity."""
+    s = shifter()  # ramp 30 s
+    assert s.observe_capacity({"a": 0.0, "b": 0.2}, now=0) == []
+    assert s.factors(1)[1] == {"a": 1.0, "b": 1.0}
+    assert s.observe_capacity({"a": 0.4, "b": 1.0}, now=2) == []
+    assert s.factors(2)[1] == {"a": 1.0, "b": 1.0} and s.settled(2)
+    assert s.describe(2)["b"]["armed"] and not s.describe(2)["a"]["armed"]
+    # once in service, a loss of capacity does evacuate (ramped)
+    assert s.observe_capacity({"a": 0.6}, now=3) == []
+    assert s.observe_capacity({"a": 0.1}, now=4) == ["evacuate:a"]
+    assert s.factors(19)[1]["a"] == pytest.approx(0.5)
 
 
 def test_auto_return_does_not_undo_an_admin_evacuation() -> None:
