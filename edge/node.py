@@ -145,6 +145,7 @@ class EdgeNode:
         if self.app is not None:
             for t in list(self.app.tasks):
                 t.cancel()
+            self.app.fds.clear()
         if self.ops is not None:
             await self.ops.stop()  # closes the access log: its last spool file is .ready
         if self.shipper is not None:

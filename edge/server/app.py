@@ -49,6 +49,7 @@ from edge.http.ranges import (
     unsatisfied_range,
 )
 from edge.origin_client.base import Origin
+from edge.server.fdcache import FdCache
 from edge.server.hot import HotEntry, HotPath
 from edge.server.passthrough import NO_BODY_STATUS, PASS_DROP, PassThrough
 from edge.server.protocol import (
@@ -144,6 +145,7 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
         self.hot_bytes = 0
+        self.fds = FdCache()  # open chunk files for sendfile (see edge.server.fdcache)
         self.hot_touched: list[HotEntry] = []  # entries hit since the last flush_hot_hits
         self.hot_direct_hits = 0  # hot hits not yet in by_cache (fold_hot_counts)
         self.hot_max = min(64 * 1024**2, max(cfg.cache.memory_bytes // 4, 0))

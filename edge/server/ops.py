@@ -66,6 +66,7 @@ class Ops:
             (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
             self.egress_bps = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
         self.flush_log()
+        self.app.fds.sweep(now)
         self.app.flush_hot_hits()
         self.metrics.sync(self.app, self.flights, self.store)
         if self.app.remote_hits:
@@ -291,6 +292,7 @@ class Ops:
             self._json(conn, req, 400, {"error": str(e)})
             return
         n = await asyncio.to_thread(self.store.purge, key, prefix, soft)
+        self.app.fds.clear()  # purged files: no open fd keeps their space (refs were dropped)
         for k in list(self.app.hit_for_pass):
             if k == key or (prefix and k.startswith(prefix)):
                 del self.app.hit_for_pass[k]

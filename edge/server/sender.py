@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from edge.flights import FlightFailed, fkey
@@ -28,7 +29,8 @@ class BodySender:
                   i: int, status: int, word: str, npath: str, head: bytes = b"") -> None:
         """Send the header and body items without awaiting as far as the socket allows. Small
         pieces go out with the header in one write (one send() per small hit); large disk
-        pieces with os.sendfile once the transport's buffer is empty."""
+        pieces with os.sendfile once the transport's buffer is empty, from a cached open fd
+        (edge.server.fdcache)."""
         n = len(body)
         store = self.store
         pend: list[Any] = [head] if head else []
@@ -66,7 +68,7 @@ class BodySender:
             if not self.use_sendfile or conn.buffered() or conn.sockfd < 0:
                 break
             try:
-                fd = ref.open_fd()
+                fd = self.fds.get(ref, time.monotonic())  # owned by the cache: no close
             except FileNotFoundError:
                 store.chunk_missing(meta, index)
                 body[i] = (index, off, ln, None)
@@ -74,11 +76,9 @@ class BodySender:
             try:
                 sent = conn.sendfile_now(fd, off, ln)
             except OSError:
-                os.close(fd)
                 conn.abort()
                 self._log(conn, req, status, word)
                 return
-            os.close(fd)
             if sent == ln:
                 i += 1
                 continue
