@@ -42,7 +42,8 @@ PROTECTED_RATIO = 0.80  # protected share of the main region
 AGE_FACTOR = 30  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
-SAMPLE = 64  # probation entries examined for the least popular victim
+SAMPLE_TTL = 64  # requests a cached sample of victim scores stays valid
+SAMPLE = 128  # probation entries examined for the least popular victim
 SEG_PROMOTE = True
 MIX = 0.5  # weight of the VOD model in a segment's score (the rest: its own count)
 
@@ -98,6 +99,12 @@ class PopularityPolicy(BasePolicy):
         self._incoming = 0
         self._cand: str | None = None
         self._cand_won = 0
+        # the oldest probation entries sorted by score, reused while probation is unchanged
+        # and for at most SAMPLE_TTL requests (doors mostly refuse, changing nothing)
+        self._clock = 0
+        self._pver = 0
+        self._sample_at = (-1, -1)
+        self._sample: list[tuple[float, str, int]] = []
 
     # -- popularity ------------------------------------------------------------------------
     def _segment(self, key: str) -> Segment | None:
@@ -120,6 +127,7 @@ class PopularityPolicy(BasePolicy):
             rp[rend, b] = rp.get((rend, b), 0.0) + 1.0
             pos[b] = pos.get(b, 0.0) + 1.0
         self._ops += 1
+        self._clock += 1
         if self._ops >= self._period:
             self._age()
 
@@ -166,9 +174,7 @@ class PopularityPolicy(BasePolicy):
     def _door(self, key: str, need: int) -> bool:
         """Admit key only if it out-scores every object it would displace (need bytes)."""
         mine = self.score(key)
-        sample = [(self.score(k), s) for k, s in itertools.islice(self._probation.items(), SAMPLE)]
-        sample.sort()
-        for theirs, size in sample:
+        for theirs, _, size in self._sorted_sample():
             if theirs >= mine:
                 return False
             need -= size
@@ -213,6 +219,7 @@ class PopularityPolicy(BasePolicy):
         return True
 
     def _promote(self, key: str) -> None:
+        self._pver += 1
         s = self._probation.pop(key)
         self._probation_used -= s
         self._protected[key] = s
@@ -228,6 +235,7 @@ class PopularityPolicy(BasePolicy):
 
     def _attach(self, key: str, size: int) -> None:
         if self._segment(key) is not None:
+            self._pver += len(self._probation) < SAMPLE
             self._probation[key] = size
             self._probation_used += size
             self._where[key] = _PROBATION
@@ -248,6 +256,7 @@ class PopularityPolicy(BasePolicy):
                 return
             window.popitem(last=False)
             self._window_used -= csize
+            self._pver += len(self._probation) < SAMPLE
             self._probation[cand] = csize
             self._probation_used += csize
             self._where[cand] = _PROBATION
@@ -265,6 +274,11 @@ class PopularityPolicy(BasePolicy):
             size = self._window.pop(key)
             self._window_used -= size
         elif where == _PROBATION:
+            sample, (pver, at) = self._sample, self._sample_at
+            self._pver += 1
+            if pver + 1 == self._pver and sample and sample[0][1] == key:
+                sample.pop(0)  # evicting the sample's minimum leaves the rest valid
+                self._sample_at = (self._pver, at)
             size = self._probation.pop(key)
             self._probation_used -= size
         else:
@@ -272,18 +286,21 @@ class PopularityPolicy(BasePolicy):
             self._protected_used -= size
         return size
 
+    def _sorted_sample(self) -> list[tuple[float, str, int]]:
+        """The oldest SAMPLE probation entries, least popular first (cached, see __init__)."""
+        pver, at = self._sample_at
+        if pver != self._pver or self._clock - at > SAMPLE_TTL or not self._sample:
+            score = self.score
+            self._sample = sorted(
+                (score(k), k, s) for k, s in itertools.islice(self._probation.items(), SAMPLE)
+            )
+            self._sample_at = (self._pver, self._clock)
+        return self._sample
+
     def _main_victim(self) -> str | None:
         """The least popular of the oldest SAMPLE probation entries (else protected's LRU)."""
         if self._probation:
-            best, best_score = None, 0.0
-            score = self.score
-            for i, k in enumerate(self._probation):
-                if i == SAMPLE:
-                    break
-                s = score(k)
-                if best is None or s < best_score:
-                    best, best_score = k, s
-            return best
+            return self._sorted_sample()[0][1]
         return next(iter(self._protected), None)
 
     def _drop(self, key: str) -> tuple[str, int]:
@@ -303,6 +320,7 @@ class PopularityPolicy(BasePolicy):
                 # main has room for it, or it has out-scored enough victims: into main
                 window.popitem(last=False)
                 self._window_used -= csize
+                self._pver += len(self._probation) < SAMPLE
                 self._probation[cand] = csize
                 self._probation_used += csize
                 self._where[cand] = _PROBATION
