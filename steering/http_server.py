@@ -71,6 +71,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.conns.discard(self)
         self.transport = None
+        self.parser = None  # parser <-> protocol is a cycle: let refcounting free both
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()

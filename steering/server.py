@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import signal
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from contracts.config import ConfigError, split_hostport
 from contracts.fleet import Fleet, load_fleet
 from steering.dns_server import DnsResponder, start_dns
+from steering.gctune import GcTuner
 from steering.http_api import HttpApi
 from steering.http_server import HttpProtocol, close_idle
 from steering.probes import Prober
@@ -24,7 +24,6 @@ from steering.settings import SteeringSettings, load_settings
 log = logging.getLogger("edgecdn.steering")
 TICK_S = 0.2
 IDLE_S = 60.0
-FREEZE_S = 10.0
 
 
 @dataclass
@@ -36,7 +35,7 @@ class SteeringServer:
     steering: Steering = field(init=False)
     http_port: int = 0
     dns_port: int = 0
-    tune_gc: bool = False  # a dedicated server process: freeze long-lived objects (not tests)
+    gc: GcTuner = field(default_factory=GcTuner)  # started by run_forever (not in tests)
     overrides: dict[str, str | None] = field(default_factory=dict)  # CLI flags, kept for reload
 
     def __post_init__(self) -> None:
@@ -104,7 +103,7 @@ class SteeringServer:
         return ""
 
     async def _ticker(self) -> None:
-        last_sweep = last_freeze = time.monotonic()
+        last_sweep = time.monotonic()
         loop = asyncio.get_running_loop()
         while True:
             t0 = loop.time()
@@ -116,11 +115,7 @@ class SteeringServer:
             if mono - last_sweep > 5:
                 last_sweep = mono
                 close_idle(self._conns, IDLE_S)
-            if self.tune_gc and mono - last_freeze > FREEZE_S:
-                # memos grow while serving; a full collection walking them stalled the loop
-                # for ~100 ms. Freezing is O(1) and acyclic garbage is still freed by refcount.
-                last_freeze = mono
-                gc.freeze()
+            self.gc.tick()
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -140,12 +135,7 @@ class SteeringServer:
 
 async def run_forever(server: SteeringServer, ready_line: bool = True) -> None:
     await server.start()
-    # A server process (not tests): everything built so far lives as long as the server, so
-    # keep the cyclic GC from rescanning it, and run it less often (requests make few cycles).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    server.tune_gc = True
+    server.gc.start()  # a server process (not tests): collector tuned for tail latency
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

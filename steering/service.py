@@ -156,6 +156,8 @@ class Steering:
 
     def close(self) -> None:
         self.log.close()
+        if self.cloudfront is not None:
+            self.cloudfront.close()
         self.locator.close()
 
     def on_probe(self, edge: str, *, ok: bool, load: float, now: float, error: str = "",
@@ -199,8 +201,8 @@ class Steering:
             changes = self.shifter.observe_capacity(self.healthy_fractions(), now)
         self.rebuild(now)
         self.log.flush()
-        if self.cloudfront is not None and self.cloudfront.pending:
-            self.cloudfront.presign(now)
+        if self.cloudfront is not None:
+            self.cloudfront.presign(now)  # hands re-signing to a thread, installs results
         return changes
 
     def rebuild(self, now: float, force: bool = False) -> None:

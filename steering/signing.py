@@ -9,7 +9,7 @@ at least the configured ttl.
 from __future__ import annotations
 
 import datetime as dt
-import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from botocore.signers import CloudFrontSigner
@@ -66,8 +66,10 @@ def load_private_key(path: str) -> rsa.RSAPrivateKey:
 
 class CloudFrontUrls:
     """Signed CloudFront URLs (canned policy, RSA-SHA1 as CloudFront requires), memoised per
-    (path, expiry bucket); at a bucket boundary the re-signing is spread over ticks instead
-    of landing on requests all at once."""
+    (path, expiry bucket). At a bucket boundary the paths in use keep their previous URL
+    for a moment while a worker thread re-signs them (RSA signing releases the GIL), so the
+    serving loop never signs at a rollover; only a path never seen before is signed on the
+    request path."""
 
     def __init__(self, cf: CloudFront, bucket: int = 0) -> None:
         self.cf = cf
@@ -80,6 +82,8 @@ class CloudFrontUrls:
         self._memo: dict[tuple[str, int], str] = {}
         self.signatures = 0  # RSA operations done (tests and /metrics check the memo works)
         self.pending: set[str] = set()  # paths served from the previous bucket: re-sign soon
+        self._pool: ThreadPoolExecutor | None = None
+        self._job: Future[list[tuple[str, int, str]]] | None = None
 
     def url(self, path: str, now: float) -> str:
         """Signed URL valid >= url_ttl (or, just after a bucket boundary, the previous
@@ -92,26 +96,54 @@ class CloudFrontUrls:
             if u is not None:
                 self.pending.add(path)
             else:
-                u = self._sign(path, exp)
+                u = self._remember(path, exp, self._sign(path, exp))
         return u
 
     def _sign(self, path: str, exp: int) -> str:
         when = dt.datetime.fromtimestamp(exp, tz=dt.UTC)
-        u = self._signer.generate_presigned_url(self.base + path, date_less_than=when)
+        return self._signer.generate_presigned_url(self.base + path, date_less_than=when)
+
+    def _remember(self, path: str, exp: int, u: str) -> str:
         self.signatures += 1
         if len(self._memo) >= _MEMO_MAX:
             self._memo.clear()
         self._memo[(path, exp)] = u
         return u
 
-    def presign(self, now: float, budget_s: float = 0.002) -> int:
-        """Sign pending paths for the current bucket for at most ~budget_s; returns count."""
-        exp = bucket_expiry(now, self.cf.url_ttl, self.bucket)
-        t0 = time.perf_counter()
+    def _sign_many(self, paths: list[str], exp: int) -> list[tuple[str, int, str]]:
+        return [(p, exp, self._sign(p, exp)) for p in paths]  # on the worker thread
+
+    def presign(self, now: float) -> int:
+        """Never blocks: installs what the worker has signed (returns how many), then hands
+        it the paths that are still on their previous bucket's URL."""
         n = 0
-        while self.pending and time.perf_counter() - t0 < budget_s:
-            path = self.pending.pop()
-            if (path, exp) not in self._memo:
-                self._sign(path, exp)
+        if self._job is not None:
+            if not self._job.done():
+                return 0
+            for path, exp, u in self._job.result():
+                self._remember(path, exp, u)
                 n += 1
+            self._job = None
+        if self.pending:
+            exp = bucket_expiry(now, self.cf.url_ttl, self.bucket)
+            paths = [p for p in self.pending if (p, exp) not in self._memo]
+            self.pending.clear()
+            if paths:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="steering-cf-sign")
+                self._job = self._pool.submit(self._sign_many, paths, exp)
         return n
+
+    def drain(self, now: float, timeout: float = 30.0) -> int:
+        """Finish any re-signing now (tests, shutdown); returns how many were installed."""
+        n = 0
+        while self._job is not None or self.pending:
+            if self._job is not None:
+                self._job.result(timeout)
+            n += self.presign(now)
+        return n
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

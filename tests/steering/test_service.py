@@ -109,6 +109,7 @@ def test_decision_log_lines_are_json(mmdb_path: Path, tmp_path: Path) -> None:
     st.decide_json('/titles/q"uote/master.m3u8', "81.2.69.160", 1.0)
     st.decide_json("/titles/b/master.m3u8", "2001:db8:2::1", 2.0)
     st.tick(3.0)
+    st.log.flush(wait=True)  # written by the log's thread
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["path"] for r in recs] == ['/titles/q"uote/master.m3u8', "/titles/b/master.m3u8"]
     assert recs[0]["site"] == "lon" and recs[1]["site"] == "nyc"

@@ -90,6 +90,8 @@ def test_cloudfront_bucket_rollover_serves_previous_url_and_resigns_off_path(
     assert cf.url("/a", now=nxt) == old and cf.signatures == 1
     assert verify_cloudfront(old, public) >= nxt + 3600 - cf.bucket
     assert cf.pending == {"/a"}
-    assert cf.presign(nxt) == 1 and not cf.pending
+    assert cf.presign(nxt) == 0 and not cf.pending  # handed to the signing thread
+    assert cf.url("/a", now=nxt) == old  # still the previous URL until it is installed
+    assert cf.drain(nxt) == 1 and cf.signatures == 2
     new = cf.url("/a", now=nxt)
     assert new != old and verify_cloudfront(new, public) >= nxt + 3600
