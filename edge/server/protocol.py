@@ -108,7 +108,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._head_bytes = 0
         self._in_head = False
-        self._body: list[bytes] = []
+        self._body: list[bytes] | None = None
         self._body_len = 0
         self._reject: tuple[int, str] | None = None
         self._plain = True
@@ -203,7 +203,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._head_bytes = 0
         self._in_head = True
-        self._body = []
+        self._body = None
         self._body_len = 0
 
     def on_url(self, url: bytes) -> None:
@@ -232,6 +232,8 @@ class HttpConnection(asyncio.Protocol):
         if self._head_bytes > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
             raise _Reject
+        if self._plain:  # content-length is a hot blocker: none here
+            return
         v = self._headers.get("content-length")
         cl = int(v) if v is not None and v.strip().isdigit() else None
         if cl is not None and cl > self.max_body:
@@ -243,7 +245,10 @@ class HttpConnection(asyncio.Protocol):
         if self._body_len > self.max_body:
             self._reject = (413, "request body too large")
             raise _Reject
-        self._body.append(body)
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         p = self.parser
