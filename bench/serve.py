@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import http.client
 import math
+import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -253,8 +253,6 @@ Progress = Callable[[str, int, int], None]  # (description, done, total)
 
 
 def default_cpus() -> tuple[int, int]:
-    import os
-
     cpus = sorted(os.sched_getaffinity(0))
     return cpus[0], cpus[1] if len(cpus) > 1 else cpus[0]
 
@@ -268,15 +266,8 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
     origin = None
     try:
         progress("starting origin", 0, 1)
-        port = srv.free_port()
-        origin = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve_origin", "--listen", f"127.0.0.1:{port}",
-             "--root", str(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
-        origin_run = srv.Running(srv.Peer("origin", "origin"), port, origin, root,
-                                 plan.workdir / "none")
-        srv.wait_port(origin_run, 30)
-        origin_url = origin_run.url
+        origin = srv.start_origin(root, plan.workdir / "origin.log")
+        origin_url = origin.url
         for p in peers:
             progress(f"starting {p.name}", 0, 1)
             running.append(srv.start(p, origin_url, plan.workdir / p.name, cpu=cfg.server_cpu,
@@ -314,7 +305,7 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
         for r in running:
             srv.stop(r)
         if origin is not None:
-            srv.stop(srv.Running(srv.Peer("origin", "origin"), 0, origin, root, root))
+            srv.stop(origin)
     med = medians(samples)
     names = [p.name for p in peers]
     rat: dict[str, dict[str, dict[str, float]]] = {}

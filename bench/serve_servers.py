@@ -214,3 +214,17 @@ def stop(r: Running, timeout: float = 10.0) -> None:
         pass
     if r.proc.poll() is None:
         r.proc.wait(5)
+
+
+def start_origin(root: Path, log: Path, timeout: float = 30.0) -> Running:
+    """The bench origin (bench.serve_origin) over ``root``, unpinned: only warm-up uses it."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.serve_origin", "--listen", f"127.0.0.1:{port}",
+             "--root", str(root)], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent)
+    r = Running(Peer("origin", "origin"), port, proc, root, log)
+    wait_port(r, timeout)
+    return r

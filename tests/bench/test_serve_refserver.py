@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +20,7 @@ BIG = SizeClass("segment", 300_000, 1)  # above the coalescing limit: separate b
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("origin")
     write_tree(root, [BIG, SizeClass("object", 1000, 1)])
-    port = srv.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve_origin", "--listen",
-                             f"127.0.0.1:{port}", "--root", str(root)], cwd=ROOT,
-                            start_new_session=True)
-    r = srv.Running(srv.Peer("origin", "origin"), port, proc, root, root / "log")
-    srv.wait_port(r, 30)
+    r = srv.start_origin(root, tmp_path_factory.mktemp("log") / "origin.log")
     yield r.url
     srv.stop(r)
 

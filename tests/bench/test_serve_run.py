@@ -49,13 +49,9 @@ def test_warm_fails_when_the_server_never_reports_a_hit(tmp_path: Path) -> None:
     from bench.serve_origin import write_tree
 
     write_tree(tmp_path, [sc])
-    port = srv.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve_origin", "--listen",
-                             f"127.0.0.1:{port}", "--root", str(tmp_path)], cwd=ROOT,
-                            start_new_session=True)
-    r = srv.Running(srv.Peer("origin", "ref"), port, proc, tmp_path, tmp_path / "log")
+    r = srv.start_origin(tmp_path, tmp_path / "origin.log")
+    r.peer = srv.Peer("origin", "ref")  # judged like a cache that speaks Cache-Status
     try:
-        srv.wait_port(r, 30)
         with pytest.raises(sv.BenchError, match="never reported a hit"):
             sv.warm(r, [sc], attempts=2)
     finally:
