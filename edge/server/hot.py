@@ -38,7 +38,8 @@ class HotEntry:
     __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size", "resp",
                  "age_i", "ttl_i", "hits", "logmid")
 
-    def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes, body: bytes,
+    def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes,
+                 body: bytes | memoryview,
                  chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...],
                  logmid: str) -> None:
         self.key = key
@@ -60,8 +61,11 @@ class HotEntry:
         a = int(age)
         t = int(ttl)
         if a != self.age_i or t != self.ttl_i:
-            self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
-                                  self.view.hit_status(ttl).encode(), b"\r\n\r\n", self.body))
+            resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
+                                         self.view.hit_status(ttl).encode(), b"\r\n\r\n",
+                                         self.body))
+            # the body is kept once: as the tail of the prepared response
+            self.body = memoryview(resp)[len(resp) - self.size:]
             self.age_i = a
             self.ttl_i = t
         return self.resp
