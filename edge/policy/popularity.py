@@ -38,14 +38,13 @@ from contracts.keys import ContentKey
 from edge.policy.base import BasePolicy
 
 WINDOW_RATIO = 0.25  # window share of capacity, for keys without a VOD estimate
-PROTECTED_RATIO = 0.80  # protected share of the main region
+PROTECTED_RATIO = 0.65  # protected share of the main region
 AGE_FACTOR = 30  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
 SAMPLE_TTL = 64  # requests a cached sample of victim scores stays valid
 SAMPLE = 128  # probation entries examined for the least popular victim
-SEG_PROMOTE = True
-MIX = 0.5  # weight of the VOD model in a segment's score (the rest: its own count)
+MIX = 0.65  # weight of the VOD model in a segment's score (the rest: its own count)
 
 _WINDOW, _PROBATION, _PROTECTED = 0, 1, 2
 
@@ -97,6 +96,7 @@ class PopularityPolicy(BasePolicy):
         self._period = MIN_AGE_PERIOD
         # the duel in progress: a window candidate and the bytes it has won so far
         self._incoming = 0
+        self._last_key = ""  # the request victims() is making room for
         self._cand: str | None = None
         self._cand_won = 0
         # the oldest probation entries sorted by score, reused while probation is unchanged
@@ -191,14 +191,12 @@ class PopularityPolicy(BasePolicy):
     def victims(self, bytes_needed: int) -> list[str]:
         # The caller makes room *before* insert; a newcomer bound for the window will push
         # the window's oldest entry into its duel now, so count it in.
-        if not self._segs.get(self._last_key, None):
+        if self._segs.get(self._last_key) is None:
             self._incoming = max(0, bytes_needed + self.capacity - self.used)
         try:
             return super().victims(bytes_needed)
         finally:
             self._incoming = 0
-
-    _last_key = ""
 
     # -- hooks -----------------------------------------------------------------------------
     def _touch(self, key: str, size: int) -> bool:
@@ -208,10 +206,7 @@ class PopularityPolicy(BasePolicy):
         if where is None:
             return False
         if where == _PROBATION:
-            if SEG_PROMOTE or self._segs.get(key) is None:
-                self._promote(key)
-            else:
-                self._probation.move_to_end(key)
+            self._promote(key)
         elif where == _PROTECTED:
             self._protected.move_to_end(key)
         else:
