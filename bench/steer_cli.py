@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-cores", default="auto",
                    help="taskset list for the load tool (auto = the other core)")
     p.add_argument("--rate", type=float, default=10_000.0,
-                   help="second, paced phase at this total rate for latency (0 = skip; wrk)")
+                   help="then latency at this fixed rate, open loop (wrk2-style: from each "
+                        "request's scheduled time; 0 = skip)")
     p.add_argument("--no-decision-log", action="store_true",
                    help="turn the JSON decision log off (on by default, to a temp file)")
     p.add_argument("--no-naive", action="store_true",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 YOUNG = 1000
-FREEZE_S = 1.0
+FREEZE_S = 0.2  # every tick
 SWEEP_S = 600.0
 
 
@@ -34,7 +34,7 @@ class GcTuner:
         """After start-up: what exists now lives as long as the server."""
         gc.collect()
         gc.freeze()
-        gc.set_threshold(YOUNG, 10, 10)
+        gc.set_threshold(YOUNG, 20, 20)
         self.active = True
         self.frozen_at = self.swept_at = self.clock()
 
