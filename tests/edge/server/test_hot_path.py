@@ -111,3 +111,17 @@ async def test_hot_answer_dropped_by_a_new_version(origin, make_edge, client):
     await fetch(client, edge.url + "/v.ts", "POST", data=b"x")
     (head, body), = await _keepalive_gets(edge.node.port, "/v.ts", 1)
     assert body == new and _header(head, "etag") == '"h2"'
+
+
+async def test_nothing_is_answered_after_a_connection_close_request(origin, make_edge, client):
+    origin.put("/c.ts", BODY, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot(edge, client, "/c.ts")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.node.port)
+    writer.write(b"GET /c.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 b"GET /c.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)  # until the edge closes
+    writer.close()
+    assert data.count(b"HTTP/1.1 200") == 1 and data.endswith(BODY)
+    assert b"connection: close" in data.split(b"\r\n\r\n")[0]
