@@ -74,7 +74,7 @@ class Steering:
         self.fleet = fleet
         self.settings = s = settings
         self.edges = {e.name: e for e in fleet.edges}
-        self.metrics = SteerMetrics({e.name: e.site for e in fleet.edges})
+        self.metrics = SteerMetrics({e.name: e.region for e in fleet.edges})
         self.locator = GeoLocator(s.geoip_db, default_location(fleet, s.default_region))
         self.ranker = Ranker(fleet, RankingConfig(
             s.coverage_km, s.distance_tie_km, s.edges_per_site, s.max_sites, s.shed_low,

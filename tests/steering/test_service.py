@@ -114,3 +114,25 @@ def test_decision_log_lines_are_json(mmdb_path: Path, tmp_path: Path) -> None:
     assert [r["path"] for r in recs] == ['/titles/q"uote/master.m3u8', "/titles/b/master.m3u8"]
     assert recs[0]["site"] == "lon" and recs[1]["site"] == "nyc"
     assert recs[0]["edges"][0].startswith("lon-") and recs[0]["cloudfront"] is False
+
+
+def test_metrics_render_is_valid_exposition_with_every_edge_state_and_load(
+        mmdb_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    st = service(mmdb_path)
+    st.on_probe("lon-1", ok=True, load=float("inf"), now=1)  # draining
+    for t in (1, 2):
+        st.on_probe("nyc-2", ok=False, load=0, now=t)
+    st.decide_json("/titles/a/master.m3u8", "81.2.69.160", 3.0)
+    fams = {f.name: f for f in text_string_to_metric_families(st.metrics.render().decode())}
+    states = {(s.labels["edge"], s.labels["state"]): s.value
+              for s in fams["edgecdn_steer_edge_state"].samples}
+    assert len(states) == len(st.edges) * 5
+    assert states[("nyc-2", "down")] == 1 and states[("nyc-2", "up")] == 0
+    assert states[("lon-1", "shedding")] == 1
+    loads = {s.labels["edge"]: s.value for s in fams["edgecdn_steer_edge_load"].samples}
+    assert loads["lon-1"] == float("inf") and loads["fra-1"] == pytest.approx(0.1)
+    probes = {s.labels["region"] for s in fams["edgecdn_steer_probe_seconds"].samples}
+    assert probes == {"eu-west", "eu-central", "us-east"}
+    assert fams["edgecdn_steer_decisions"].samples[0].labels["site"] == "lon"
