@@ -121,8 +121,11 @@ def _plot(path: str, trace: Trace, results: list[Result]) -> None:
     ax.set_xlabel("cache size (% of unique bytes)")
     ax.set_ylabel("byte miss ratio")
     ax.set_title(f"{trace.name}: {len(trace):,} requests, {trace.unique_objects:,} objects")
-    if len({r.capacity_bytes for r in results}) > 2:
+    xs = sorted({r.capacity_bytes / trace.unique_bytes * 100 for r in results})
+    if len(xs) > 2:
         ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}%" for x in xs])
+    ax.minorticks_off()
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -38,7 +38,8 @@ from contracts.keys import ContentKey
 from edge.policy.base import BasePolicy
 
 WINDOW_RATIO = 0.25  # window share of capacity, for keys without a VOD estimate
-PROTECTED_RATIO = 0.65  # protected share of the main region
+PROTECTED_RATIO = 0.65  # protected share of the main region (opaque keys)
+PROTECTED_RATIO_VOD = 0.80  # ... when a VOD segment is promoted
 AGE_FACTOR = 30  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
@@ -220,7 +221,8 @@ class PopularityPolicy(BasePolicy):
         self._protected[key] = s
         self._protected_used += s
         self._where[key] = _PROTECTED
-        cap = int((self.capacity - self._window_used) * PROTECTED_RATIO)
+        share = PROTECTED_RATIO if self._segs.get(key) is None else PROTECTED_RATIO_VOD
+        cap = int((self.capacity - self._window_used) * share)
         while self._protected_used > cap and len(self._protected) > 1:
             k, ds = self._protected.popitem(last=False)
             self._protected_used -= ds
