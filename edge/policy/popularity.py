@@ -11,7 +11,9 @@ displaces anything that has been requested more than once.  Where this differs f
   exact table is deterministic.  Scores are *rates* (count / total count), so halving does
   not change their order.
 - The main victim is the least popular of the ``SAMPLE`` oldest probation entries, not just
-  the oldest one (sampled eviction, as in Redis or hyperbolic caching): cheap, O(SAMPLE).
+  the oldest one (sampled eviction, as in Redis or hyperbolic caching).  The sorted sample
+  is kept while probation's old end is unchanged (at most ``SAMPLE_TTL`` requests), so the
+  common case, a door duel that refuses, costs one score and no sort.
 - Size-aware: a newcomer must out-score *every* object it displaces, one by one, until it
   has freed its own size (scores are per object, not per byte, because what the edge is
   judged on is the byte hit ratio: a byte of a big object is worth a byte of a small one).
@@ -24,8 +26,12 @@ So a segment's request rate is estimated from its title's traffic around that po
 at that position (rendition x bucket, all titles pooled).  This predicts segments that were
 never requested before (a fresh segment of a hot title wins its duel at once) and knows that
 segment 900 of a title is watched less than segment 3.  VOD segments skip the window and
-duel at the door, since their popularity is already estimated; opaque keys (any other
-trace, playlists) take the W-TinyLFU path unchanged.
+duel at the door, since their popularity is already estimated, and a segment that is hit
+again gets a larger protected share (``PROTECTED_RATIO_VOD``); opaque keys (any other trace,
+playlists) take the W-TinyLFU path unchanged.
+
+The constants below were tuned with ``edgecdn bench trace`` on the shared traces and the
+synthetic VOD workload (bench/workloads.py) at 1%, 5% and 10% of unique bytes.
 """
 
 from __future__ import annotations
