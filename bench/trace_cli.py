@@ -14,9 +14,9 @@ from edge.policy import POLICIES
 
 EPILOG = """\
 examples:
-  edgecdn bench trace ../shared/traces/cache2k_web07.csv --policy all --capacity 1%% --capacity 10%%
+  edgecdn bench trace ../shared/traces/cache2k_web07.csv --policy all --capacity 1% --capacity 10%
   edgecdn bench trace trace.csv --policy popularity --capacity 512MiB --json
-  edgecdn bench trace --vod --seed 1 --policy all --capacity 1%%,5%%,10%% --plot vod.png
+  edgecdn bench trace --vod --seed 1 --policy all --capacity 1%,5%,10% --plot vod.png
   edgecdn bench trace --vod --seed 7 --requests 100000 --save-trace vod7.csv   (just write it)
 
 The trace is CSV without a header: time,key,size.  A key seen with several sizes is one object
