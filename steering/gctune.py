@@ -43,6 +43,14 @@ class GcTuner:
         self.active = True
         self.swept_at = self.clock()
 
+    def stop(self, threshold: tuple[int, int, int] = (700, 10, 10)) -> None:
+        """Back to the stock collector (tests)."""
+        if self._after_collection in gc.callbacks:
+            gc.callbacks.remove(self._after_collection)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        self.active = False
+
     @staticmethod
     def _after_collection(phase: str, info: dict[str, Any]) -> None:
         if phase == "stop":
