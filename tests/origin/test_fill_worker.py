@@ -154,7 +154,9 @@ async def test_peer_first_origin_never_asked_for_what_the_peer_holds(
 
 @pytest.mark.parametrize("rate_mib, total_mib", [
     (10, 24),
-    pytest.param(40, 200, marks=pytest.mark.slow),  # the measure: >= 200 MiB
+    # the measure: >= 200 MiB; 20 MiB/s leaves the store headroom on a busy 2-core box,
+    # so what is measured is the worker's bucket, not the disk
+    pytest.param(20, 200, marks=pytest.mark.slow),
 ])
 async def test_bandwidth_cap_holds_within_ten_percent(rate_mib, total_mib, s3_endpoint,
                                                       s3_bucket, origin, store) -> None:
