@@ -43,10 +43,10 @@ from typing import ClassVar
 from contracts.keys import ContentKey
 from edge.policy.base import BasePolicy
 
-WINDOW_RATIO = 0.25  # window share of capacity, for keys without a VOD estimate
-PROTECTED_RATIO = 0.65  # protected share of the main region (opaque keys)
+WINDOW_RATIO = 0.30  # window share of capacity, for keys without a VOD estimate
+PROTECTED_RATIO = 0.55  # protected share of the main region (opaque keys)
 PROTECTED_RATIO_VOD = 0.80  # ... when a VOD segment is promoted
-AGE_FACTOR = 30  # halve counters every AGE_FACTOR x resident objects requests...
+AGE_FACTOR = 60  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
 SAMPLE_TTL = 64  # requests a cached sample of victim scores stays valid
