@@ -125,3 +125,32 @@ async def test_nothing_is_answered_after_a_connection_close_request(origin, make
     writer.close()
     assert data.count(b"HTTP/1.1 200") == 1 and data.endswith(BODY)
     assert b"connection: close" in data.split(b"\r\n\r\n")[0]
+
+
+async def test_hot_hits_reach_the_store_policy_counted_and_capped(origin, make_edge, client):
+    origin.put("/p.ts", BODY, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot(edge, client, "/p.ts")
+    app, store = edge.node.app, edge.node.store
+    edge.call(app.flush_hot_hits)
+    seen: list[tuple[str, int]] = []
+    original = store.record_hit
+
+    def counting(meta, index):
+        seen.append((meta.key, index))
+        original(meta, index)
+
+    edge.call(setattr, store, "record_hit", counting)
+    await _keepalive_gets(edge.node.port, "/p.ts", 5)
+    edge.call(app.flush_hot_hits)
+    for _ in range(100):  # the store calls run in slices on the edge's loop
+        if edge.call(len, seen) >= 5:
+            break
+    assert seen == [("/p.ts", 0)] * 5
+    seen.clear()
+    await _keepalive_gets(edge.node.port, "/p.ts", 30)
+    edge.call(app.flush_hot_hits)
+    for _ in range(100):
+        if edge.call(len, seen) >= 8:
+            break
+    assert 8 <= len(seen) <= 16  # capped per entry and flush (the 1 s tick may split them)
