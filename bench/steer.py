@@ -77,6 +77,7 @@ class SteerBenchResult:
     paced_errors: int = 0
     paced_server_cpu_fraction: float = 0.0  # server CPU / wall during the paced run
     paced_others_on_server_core: float = 0.0
+    paced_loop_waited_fraction: float = 0.0  # serving thread runnable but not running (/proc)
     naive_decisions_per_s: float = 0.0  # the naive aiohttp reference, same load, interleaved
     naive_p99_ms: float = 0.0
 
@@ -433,12 +434,14 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
                 pfile.write_text(json.dumps(request_paths(clients, titles)))
                 cpu0, core0, t0 = cpu_seconds(proc.pid), _core_busy(server_cores), \
                     time.monotonic()
+                wait0 = runqueue_wait_s(proc.pid)
                 paced = await run_openloop(port, pfile, rate, duration, connections,
                                            client_cores)
                 wall = time.monotonic() - t0
                 pcpu = cpu_seconds(proc.pid) - cpu0
                 paced["server_cpu_fraction"] = pcpu / wall
                 paced["others"] = _others(core0, _core_busy(server_cores), pcpu, wall)
+                paced["waited"] = (runqueue_wait_s(proc.pid) - wait0) / wall
             probe_failures = await _probe_failures(port)
         finally:
             for p in (proc, nproc):
@@ -479,6 +482,7 @@ async def bench(edges: int = 200, regions: int = 10, connections: int = 32,
         paced_errors=int(paced.get("errors", 0)),
         paced_server_cpu_fraction=round(paced.get("server_cpu_fraction", 0.0), 3),
         paced_others_on_server_core=round(paced.get("others", 0.0), 3),
+        paced_loop_waited_fraction=round(paced.get("waited", 0.0), 3),
         naive_decisions_per_s=round(naive_rate, 1), naive_p99_ms=round(naive_p99, 3))
 
 
@@ -494,6 +498,16 @@ async def run_openloop(port: int, paths: Path, rate: float, duration: float,
         return json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise RuntimeError(f"open-loop load failed: {err.decode()[-500:]}") from None
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main (serving) thread has spent runnable but waiting for a CPU
+    (/proc/PID/schedstat, 0 where the kernel does not keep it)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _core_busy(cores: str | None) -> tuple[int, int]:
@@ -564,7 +578,8 @@ def format_result(r: SteerBenchResult) -> str:
             f"send {r.paced_p99_send_ms:.2f} ms, load tool late p99 "
             f"{r.paced_pacer_late_p99_ms:.2f} ms)   errors {r.paced_errors}   server CPU "
             f"{r.paced_server_cpu_fraction:.0%} of a core, other processes on its core "
-            f"{r.paced_others_on_server_core:.0%}")
+            f"{r.paced_others_on_server_core:.0%}, serving thread waiting for a CPU "
+            f"{r.paced_loop_waited_fraction:.0%} of the time")
     if r.naive_decisions_per_s:
         lines.append(
             f"  naive aiohttp reference, same load, interleaved: "
