@@ -102,20 +102,26 @@ def print_report(rep: sv.Report, console) -> None:
         t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.TABLE_METRICS))
     console.print(t)
     if rep.ratios:
-        r = Table(title="ratios (of medians)")
+        r = Table(title="ratios (of medians; last column: the same ratio within each round)")
         r.add_column("pair")
         r.add_column("size")
         for m in sv.RATIO_METRICS:
             r.add_column(LABELS[m][0], justify="right")
+        r.add_column("CPU/req, per round", justify="right")
         for pair, by_size in rep.ratios.items():
             for sc, vals in by_size.items():
-                r.add_row(pair, sc, *(f"{vals[m]:.2f}" for m in sv.RATIO_METRICS))
+                rounds = rep.paired.get(pair, {}).get(sc, {}).get("cpu_s_per_10k_req", [])
+                spread = (f"{min(rounds):.2f}-{max(rounds):.2f}"
+                          if rounds and not any(math.isnan(x) for x in rounds) else "-")
+                r.add_row(pair, sc, *(f"{vals[m]:.2f}" for m in sv.RATIO_METRICS), spread)
         console.print(r)
     console.print(f"measured tree: {rep.config.get('source', '?')}")
     for tg in rep.targets:
         mark = {True: "[green]met[/]", False: "[red]NOT met[/]", None: "[dim]not measured[/]"}
         val = "-" if tg.value is None else f"{tg.value:.2f}"
-        console.print(f"target {tg.name}: {val} (want {tg.limit}) {mark[tg.ok]}")
+        spread = ("" if tg.rounds_min is None
+                  else f", single rounds {tg.rounds_min:.2f}-{tg.rounds_max:.2f}")
+        console.print(f"target {tg.name}: {val} (want {tg.limit}{spread}) {mark[tg.ok]}")
 
 
 def plot(rep: sv.Report, out: Path) -> None:

@@ -39,6 +39,8 @@ def test_cli_run_against_reference_servers_reports_every_figure(tmp_path: Path) 
     seg = rep["ratios"]["ref-sendfile/ref"]["segment"]
     assert seg["req_per_s"] == pytest.approx(
         results[("ref-sendfile", "segment")]["req_per_s"] / results[("ref", "segment")]["req_per_s"])
+    rounds = rep["paired_ratios_per_round"]["ref-sendfile/ref"]["object"]["cpu_s_per_10k_req"]
+    assert len(rounds) == 2 and all(r > 0 for r in rounds)
     assert [t["ok"] for t in rep["targets"]] == [None, None, None]  # no edgecdn/nginx here
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -134,3 +134,19 @@ def test_others_on_server_core_is_core_busy_minus_server_and_json_has_no_nan() -
 
     text = json.dumps(rep.to_json(), allow_nan=False)  # raises on NaN
     assert '"cpu_s_per_gb": null' in text
+
+
+def test_paired_ratios_are_per_round_and_feed_the_target_spread() -> None:
+    rows = []
+    for rnd, (w1, w2) in enumerate([(1.0, 1.1), (1.0, 1.5), (2.0, 2.0)]):
+        rows += [sample("edgecdn", "object", 16384, rnd, 10000, w1),
+                 sample("edgecdn-w2", "object", 16384, rnd, 10000, w2)]
+    p = sv.paired_ratios(rows, "edgecdn-w2", "edgecdn")
+    assert p["object"]["cpu_s_per_10k_req"] == pytest.approx([1.1, 1.5, 1.0])
+    assert sv.paired_ratios(rows, "edgecdn-w2", "absent") == {}
+    med = sv.medians(rows)
+    rat = {"edgecdn-w2/edgecdn": sv.ratios(med, "edgecdn-w2", "edgecdn")}
+    *_, w = sv.targets(rat, {"edgecdn-w2/edgecdn": p})
+    assert w.value == pytest.approx(1.5 / 1.0)  # medians: w2 1.5, w1 1.0
+    assert (w.rounds_min, w.rounds_max) == (pytest.approx(1.0), pytest.approx(1.5))
+    assert w.ok is False
