@@ -10,6 +10,7 @@ BENCHES = {
     "serve": "bench.serve_cli",      # hit serving vs nginx proxy_cache
     "steer": "bench.steer_cli",      # steering decisions/s
     "players": "bench.players_cli",  # simulated players through a fleet
+    "fill": "bench.fill_cli",
 }
 
 
