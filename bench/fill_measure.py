@@ -399,8 +399,8 @@ async def run(p: Params, progress: Any = None) -> dict[str, Any]:
                  "over_capacity": fill.get("over_capacity"),
                  "bytes_by_source": fill.get("bytes_by_source", {}),
                  "seconds": round(fill_seconds, 2)},
-        "warm": warm.as_dict(),
-        "cold": cold.as_dict(),
+        "warm": {**warm.as_dict(), "url": urls[WARM], "pid": edges[0].proc.pid},
+        "cold": {**cold.as_dict(), "url": urls[COLD], "pid": edges[1].proc.pid},
         "seconds": round(time.monotonic() - t_start, 2),
     }
 
@@ -412,7 +412,8 @@ def format_table(r: dict[str, Any]) -> Any:
     mib = 1024 * 1024
     t = Table(title=(f"fill measure: budget {r['budget_bytes'] / mib:.1f} MiB "
                      f"({r['budget_bytes'] / r['catalogue']['bytes']:.0%} of the catalogue), "
-                     f"filled {r['fill']['bytes'] / mib:.1f} MiB in {r['fill']['seconds']} s, "
+                     f"plan {r['plan']['entries']} objects, filled {r['fill']['objects']} "
+                     f"({r['fill']['bytes'] / mib:.1f} MiB) in {r['fill']['seconds']} s, "
                      f"{r['workload']['requests']} requests"))
     t.add_column("edge")
     for c in ("byte hit", "object hit", "byte hit first 10%", "object hit first 10%",
