@@ -13,7 +13,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) bench-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -27,7 +27,7 @@ lint: $(STAMP)
 bench-deps:
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
 	  ( (command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && S=sudo || S=""; \
-	    $$S apt-get update -q && $$S apt-get install -y -q nginx-light wrk) )
+	    $$S apt-get update -q && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk) )
 
 clean:
 	rm -rf $(VENV) build *.egg-info
