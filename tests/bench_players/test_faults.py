@@ -257,7 +257,11 @@ def test_edge_process_found_by_the_name_inside_its_config_file(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "edge",
                           "--config", str(cfg)], stdin=subprocess.PIPE)
     try:
-        assert find_edge_pid("cfg-named-edge") == p.pid
+        # the child's /proc entry can lag its start on a busy machine: look until it shows
+        deadline = time.monotonic() + 5
+        while (found := find_edge_pid("cfg-named-edge")) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert found == p.pid
         assert find_edge_pid("other-edge") is None
     finally:
         p.stdin.close()
