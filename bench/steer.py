@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import wrk
+
 REGION_CENTRES = [
     ("eu-west", 51.5, -0.1), ("eu-central", 50.1, 8.7), ("us-east", 40.7, -74.0),
     ("us-west", 37.8, -122.4), ("sa-east", -23.5, -46.6), ("ap-northeast", 35.7, 139.7),
@@ -38,7 +40,6 @@ REGION_CENTRES = [
     ("oc-east", -33.9, 151.2), ("eu-north", 59.3, 18.1), ("us-central", 41.9, -87.6),
 ]
 CAPACITY_MBPS = 10_000
-MARK = "EDGECDN_STEER_BENCH "
 WRK_THREADS = 2
 
 
@@ -164,28 +165,7 @@ def request_paths(clients: list[str], titles: int, n_requests: int = 4096,
 
 def lua_script(clients: list[str], titles: int, n_requests: int = 4096, seed: int = 2) -> str:
     """wrk script: pre-built requests (random title, random client_ip), JSON summary line."""
-    items = ",".join(json.dumps(p) for p in request_paths(clients, titles, n_requests, seed))
-    return f"""
-local paths = {{{items}}}
-local reqs = {{}}
-local i = 0
-init = function(args)
-  for k, p in ipairs(paths) do reqs[k] = wrk.format("GET", p) end
-  i = math.random(#reqs) - 1
-end
-request = function()
-  i = i % #reqs + 1
-  return reqs[i]
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{MARK}{{"duration_us":%.0f,"requests":%.0f,"errors":%.0f,"p50_us":%.1f,"p99_us":%.1f}}\\n',
-    summary.duration, summary.requests,
-    e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
+    return wrk.lua_script(request_paths(clients, titles, n_requests, seed))
 
 
 class StubEdges:
@@ -321,9 +301,10 @@ async def run_wrk(port: int, script: Path, connections: int, duration: float,
     p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                              stderr=asyncio.subprocess.PIPE)
     out, err = await p.communicate()
-    for line in out.decode().splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+    res = wrk.parse_mark(out.decode())
+    if res is not None:
+        return {"duration_us": res.duration_s * 1e6, "requests": res.requests,
+                "errors": res.total_errors, "p50_us": res.p50_us, "p99_us": res.p99_us}
     raise RuntimeError(f"wrk printed no result: {out.decode()[-500:]} {err.decode()[-500:]}")
 
 
