@@ -24,18 +24,10 @@ from typing import IO, Any
 
 from contracts.logs import AccessRecord  # noqa: F401  (the format written here)
 from edge.config import LogConfig
+from edge.proc import pid_alive
 
 _SPOOL_NAME = re.compile(r"^access-(\d+)-(\d+)\.jsonl$")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def recover_spool(spool: Path) -> int:
@@ -45,7 +37,7 @@ def recover_spool(spool: Path) -> int:
         return 0
     for p in spool.iterdir():
         m = _SPOOL_NAME.match(p.name)
-        if m and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1)))):
+        if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))):
             if p.stat().st_size > 0:
                 os.replace(p, p.with_suffix(".ready"))
                 n += 1

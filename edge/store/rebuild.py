@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from contracts.keys import chunk_key
+from edge.proc import pid_alive
 from edge.store.fsio import unlink_quiet
 from edge.store.layout import META_NAME, key_hash, parse_chunk_name, temp_owner
 from edge.store.meta import ObjectMeta
@@ -86,7 +87,7 @@ def clean_temp(store: Store) -> None:
         if pid is None or pid == me:
             continue
         p = f"{store.layout.tmp}/{n}"
-        if _pid_alive(pid):
+        if pid_alive(pid):
             try:
                 if now - os.stat(p).st_mtime < STALE_TEMP_AGE:
                     continue
@@ -171,12 +172,3 @@ def _meta_fresh(d: str) -> bool:
         return False
     return key_hash(m.key) == os.path.basename(d)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
