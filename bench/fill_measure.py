@@ -182,7 +182,7 @@ def moto_server() -> Iterator[str]:
 class EdgeProcess:
     """``edgecdn edge --config FILE`` in its own process group; ready on its 'ready on' line."""
 
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgecdn.cli", "edge", "--config", str(config)],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -4,11 +4,6 @@ access-log spool is what the LogShipper sends to S3 and the planner counts."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +11,7 @@ import aiohttp
 import boto3
 import pytest
 
+from bench.fill_measure import EdgeProcess
 from edge.config import OriginConfig
 from edge.fill import FillConfig, FillWorker
 from edge.logship import LogShipper
@@ -27,43 +23,12 @@ from tests.conftest import free_port
 from tests.origin.standins import RecordingProxy
 from tests.origin.test_fill_worker import _put_manifest, _put_objects, _stored
 
-ROOT = Path(__file__).resolve().parents[2]
 CS = 256 * 1024
-
-
-class RealEdge:
-    """`edgecdn edge` in its own process group; ready when it prints 'ready on'."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecdn.cli", "edge", "--config", str(config)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
-        self.ready = threading.Event()
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if " ready on " in line:
-                self.ready.set()
-        self.ready.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 @pytest.fixture
 async def peer_edge(tmp_path: Path, s3_endpoint: str,
-                    s3_bucket: str) -> AsyncIterator[tuple[str, RealEdge, RecordingProxy, Path]]:
+                    s3_bucket: str) -> AsyncIterator[tuple[str, EdgeProcess, RecordingProxy, Path]]:
     """A real edge in front of the bucket (its origin traffic recorded), access-log spool on."""
     proxy = RecordingProxy(s3_endpoint)
     await proxy.start()
@@ -79,7 +44,7 @@ async def peer_edge(tmp_path: Path, s3_endpoint: str,
         f'chunk_size = "{CS}"', "fsync = false", "",
         "[log]", 'access = ""', "spool = true", "rotate_seconds = 0.2", "",
     ]))
-    edge = RealEdge(cfg)
+    edge = EdgeProcess(cfg)
     try:
         assert await asyncio.to_thread(edge.ready.wait, 60) and edge.proc.poll() is None, \
             "".join(edge.lines)
