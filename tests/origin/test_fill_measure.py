@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 
+from bench.fill_measure import Params, budget_for, catalogue, workload
 from edge.config import OriginConfig
 from edge.fill import FillConfig, FillWorker
 from edge.origin_client import S3Origin
@@ -22,7 +23,8 @@ from edge.policy import make_policy
 from edge.store import Store, StoreConfig
 from edgecdn.cli import main
 
-TITLES, RENDITIONS, SEGMENTS = 16, ("480p", "240p"), 10
+# Zipf titles x (480p, 240p) x 10 segments, playlists 400 B, 240p segments 6-14 KB
+SHAPE = Params(titles=16, segments=10, seg_min=6_000, seg_max=14_000)
 FLEET = """
 [origin]
 url = "s3://{bucket}/o"
@@ -37,21 +39,6 @@ name = "eu"
     name = "lon-1"
     url = "http://127.0.0.1:1"
 """
-
-
-def _workload(rng: random.Random, sessions: int) -> list[str]:
-    """Zipf titles, a rendition per session, start at segment 0, abandon early."""
-    weights = [1 / (t + 1) for t in range(TITLES)]
-    out = []
-    for _ in range(sessions):
-        t = rng.choices(range(TITLES), weights)[0]
-        r = rng.choices(RENDITIONS, (0.7, 0.3))[0]
-        out.append(f"/titles/t{t:02d}/{r}/index.m3u8")
-        for s in range(SEGMENTS):
-            out.append(f"/titles/t{t:02d}/{r}/seg_{s:05d}.ts")
-            if rng.random() < 0.2:
-                break
-    return out
 
 
 def _lru_byte_hit_ratio(requests: list[str], sizes: dict[str, int], capacity: int) -> float:
@@ -74,19 +61,13 @@ async def test_planned_fill_serves_85_percent_of_bytes_from_the_first_request(
         tmp_path: Path, s3_endpoint: str, s3_bucket: str, capsys) -> None:
     rng = random.Random(11)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    sizes: dict[str, int] = {}
-    for t in range(TITLES):
-        for r in RENDITIONS:
-            base = f"/titles/t{t:02d}/{r}/"
-            sizes[base + "index.m3u8"] = 400
-            for s in range(SEGMENTS):
-                sizes[base + f"seg_{s:05d}.ts"] = rng.randrange(6_000, 14_000) * (2 if r == "480p" else 1)
+    sizes = catalogue(SHAPE, rng)
     for path, size in sizes.items():
         s3.put_object(Bucket=s3_bucket, Key="o" + path, Body=b"\x47" * size)
 
     # the logs the edges shipped: two hours of the same popularity
     now = time.time()
-    past = _workload(rng, 2500)
+    past = workload(SHAPE, rng, 2500)
     lines = [json.dumps({"ts": now - 7200 + 7200 * i / len(past), "client": "1.1.1.1",
                          "method": "GET", "path": p, "status": 200, "bytes": sizes[p],
                          "cache": "hit", "dur_ms": 1, "edge": "lon-1", "site": "lon"})
@@ -95,18 +76,8 @@ async def test_planned_fill_serves_85_percent_of_bytes_from_the_first_request(
                   Body=gzip.compress("\n".join(lines).encode()))
 
     # the player workload to come, and the budget that holds 90% of its bytes
-    future = _workload(random.Random(99), 2500)
-    counts: dict[str, int] = {}
-    for p in future:
-        counts[p] = counts.get(p, 0) + 1
-    total_bytes = sum(sizes[p] for p in future)
-    budget = acc = 0
-    for p in sorted(counts, key=lambda p: -counts[p]):
-        if acc >= 0.9 * total_bytes:
-            break
-        acc += counts[p] * sizes[p]
-        budget += sizes[p]
-
+    future = workload(SHAPE, random.Random(99), 2500)
+    budget = budget_for(future, sizes, 0.9)
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(FLEET.format(bucket=s3_bucket, budget=budget))
     assert main(["fill", "plan", "--fleet", str(fleet), "--endpoint-url", s3_endpoint,
