@@ -74,7 +74,6 @@ _COMPUTED = frozenset({
     "transfer-encoding", "keep-alive", "content-type", META_HEADER,
 })
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
-HOT_MAX_OBJECT = 64 * 1024  # objects up to this size may be answered by the hot path
 # request headers that need the general path (conditionals, ranges, client cache directives,
 # credentials, peer requests)
 assert PEER_FILL_HEADER in HOT_BLOCKERS and PEER_HEADER in HOT_BLOCKERS
@@ -491,11 +490,11 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
             word = "partial"
             cs = cache_status(hit=False, fwd="partial", stored=True,
                               ttl=view.lifetime - age)
-        if (word == "hit" and status == 200 and not missing and size <= HOT_MAX_OBJECT
+        if (word == "hit" and status == 200 and not missing
                 and req.method == "GET" and not peer and not meta.vary and self.tokens is None
                 and not conn.internal and conn.public and conn.keep_alive and not req.http10
                 and req.headers.keys().isdisjoint(HOT_BLOCKERS)):
-            self._hot_put(req, meta, view, body, meta.key)
+            self._hot_put(req, meta, view, body, meta.key, npath)
         head = self._head(conn, req, status, view, clen, age, cs, crange, ctype, peer, meta)
         if req.method == "HEAD" or not body:
             conn.write_head(head)

@@ -1,11 +1,15 @@
-"""Prepared answers for plain GETs of small objects held in memory (the 16 KiB hit path).
+"""Prepared answers for plain GETs of whole stored objects (the hit path of segments and
+small objects).
 
-A general-path hit of a fresh, unvaried object whose every chunk is in the memory tier leaves
-behind a HotEntry: the status line and headers up to Age, and the body bytes. A later plain
+A general-path hit of a fresh, unvaried object whose every chunk is stored leaves behind a
+HotEntry: the status line and headers up to Age, and either the body bytes (small objects
+held in memory: one write per hit) or the chunk files to sendfile (larger ones). A later plain
 GET of the same raw target (no Range, conditional, credentials or client cache directives;
 HTTP/1.1 keep-alive) is answered with one dict lookup, the same freshness rule (lifetime >
-age), the meta re-checked against the store (purge or new version => entry dropped) and one
-write. Policy bookkeeping for these hits is batched once a second off the loop.
+age), the meta re-checked against the store (purge or new version => entry dropped), and the
+prepared header. Chunk files are named by object version and never rewritten, so a file entry
+stays right for its meta; a chunk evicted since is found missing when opened and fetched
+again (BodySender). Policy bookkeeping for these hits is batched once a second off the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.server.protocol import HOT_BLOCKERS, HttpConnection, Request, status_line
 from edge.store.meta import ObjectMeta
+from edge.store.refs import ChunkRef
 
 if TYPE_CHECKING:
     from edge.server.app import MetaView
@@ -28,32 +33,37 @@ def hot_log_fields(path: str, size: int) -> str:
             f'"cache":"hit"')
 
 
+HOT_MEMORY_MAX = 64 * 1024  # larger objects are answered from their chunk files (sendfile)
 HOT_HITS_CAP = 8  # policy hits recorded per hot entry and second, at most
 HOT_RECORD_SLICE = 256  # store.record_hit calls per loop turn
 
 
 class HotEntry:
-    """A ready answer for a plain GET of a small object held in memory (see _hot_hit).
+    """A ready answer for a plain GET of a whole stored object (see _hot_hit).
 
-    ``resp`` is the whole response (status line, headers, body) for the current whole
-    seconds of Age and of the Cache-Status ttl; it is rebuilt when either changes (about
-    once a second), so a hit between rebuilds is one write of a prepared bytes object."""
+    ``resp`` is the response for the current whole seconds of Age and of the Cache-Status
+    ttl: status line and headers, then the body when it is held in memory (``items`` None);
+    it is rebuilt when either second changes, so a hit between rebuilds writes a prepared
+    bytes object. With ``items`` (body items of BodySender: chunk index, offset, length,
+    ref) the body is sent from the chunk files after it."""
 
-    __slots__ = ("key", "meta", "view", "prefix", "body", "chunks", "remote", "size", "resp",
-                 "age_i", "ttl_i", "hits", "logmid")
+    __slots__ = ("key", "meta", "view", "prefix", "body", "items", "npath", "chunks", "remote",
+                 "size", "resp", "age_i", "ttl_i", "hits", "logmid")
 
     def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes,
                  body: bytes | memoryview,
                  chunks: tuple[int, ...], remote: tuple[tuple[str, int], ...],
-                 logmid: str) -> None:
+                 logmid: str, items: tuple[Any, ...] | None = None, npath: str = "") -> None:
         self.key = key
         self.meta = meta
         self.view = view
         self.prefix = prefix  # status line and headers up to (not incl.) Age
-        self.body = body
+        self.body = body  # b"" when the body is sent from files
+        self.items = items
+        self.npath = npath  # for refetching a chunk found missing
         self.chunks = chunks
         self.remote = remote
-        self.size = len(body)
+        self.size = len(body)  # bytes held in memory
         self.resp = b""
         self.age_i = -1
         self.ttl_i = -1
@@ -68,8 +78,8 @@ class HotEntry:
             resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
                                          self.view.hit_status(ttl).encode(), b"\r\n\r\n",
                                          self.body))
-            # the body is kept once: as the tail of the prepared response
-            self.body = memoryview(resp)[len(resp) - self.size:]
+            if self.size:  # the body is kept once: as the tail of the prepared response
+                self.body = memoryview(resp)[len(resp) - self.size:]
             self.age_i = a
             self.ttl_i = t
         return self.resp
@@ -78,11 +88,12 @@ class HotEntry:
 class HotPath:
     """Mixin of EdgeApp: the hot table and its answers."""
 
-    # ---- hot responses: small, fully in memory, plain GETs ---------------------------------
+    # ---- hot responses: whole stored objects, plain GETs -----------------------------------
     def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
-        """The whole answer to a plain GET of a small object held in memory: one dict lookup,
-        the same freshness rule (lifetime > age), the meta re-checked against the store (so
-        a purge or a new version is never missed), one write. False: take the general path."""
+        """The whole answer to a plain GET of a stored object: one dict lookup, the same
+        freshness rule (lifetime > age), the meta re-checked against the store (so a purge or
+        a new version is never missed), one write (plus sendfile of the chunk files for a
+        file entry). False: take the general path."""
         h = req.headers
         if (req.method != "GET" or not h.keys().isdisjoint(HOT_BLOCKERS) or req.http10
                 or not conn.keep_alive or self.draining or conn.internal or not conn.public):
@@ -97,6 +108,10 @@ class HotPath:
         if not e.hits:
             self.hot_touched.append(e)
         e.hits += 1
+        if e.items is not None:
+            self.send_body(conn, req, meta, list(e.items), 0, 200, "hit",  # type: ignore[attr-defined]
+                           e.npath, e.response(age, ttl))
+            return True
         conn.write_joined([e.response(age, ttl)], e.size)
         self._log(conn, req, 200, "hit")
         conn.finish()
@@ -105,7 +120,10 @@ class HotPath:
     def hot_direct(self, conn: HttpConnection, target: str, e: HotEntry, t0: float) -> bool:
         """The hot answer straight from the parser, before any Request object is built: the
         caller saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
-        connection. Same checks and answer as _hot_hit."""
+        connection. Same checks and answer as _hot_hit (a file entry, which may need a task
+        and so a Request, is left to it)."""
+        if e.items is not None:
+            return False
         meta = self.store.get_meta(e.key)
         view = e.view
         now = self.clock()
@@ -161,19 +179,28 @@ class HotPath:
             asyncio.get_running_loop().call_soon(self._record_slice, calls, i)
 
     def _hot_put(self, req: Request, meta: ObjectMeta, view: MetaView, body: list[Any],
-                 key: str) -> None:
-        pieces = []
-        chunks = []
+                 key: str, npath: str) -> None:
+        """Prepare the answer a general-path hit just gave: the body in memory for an object
+        up to HOT_MEMORY_MAX whose chunks are all in the memory tier (smaller ones wait for
+        that), from the chunk files for a larger one (sendfile on, every chunk on disk)."""
         for it in body:
-            if type(it) is not tuple:
+            if type(it) is not tuple or it[3] is None:
                 return
-            index, off, ln, ref = it
-            if ref is None or ref.data is None:
+        chunks = [it[0] for it in body]
+        items: tuple[Any, ...] | None = None
+        if meta.size <= HOT_MEMORY_MAX:
+            if any(r.data is None for _, _, _, r in body):
                 return
-            pieces.append(memoryview(ref.data)[off:off + ln])
-            chunks.append(index)
-        data = b"".join(pieces)
-        if len(data) > self.hot_max:
+            data = b"".join([memoryview(r.data)[o:o + n] for _, o, n, r in body])
+            if len(data) > self.hot_max:
+                return
+        elif self.use_sendfile and all(r.path for _, _, _, r in body):  # type: ignore[attr-defined]
+            data = b""
+            # a memory-tier ref by its path only: the entry must not hold chunk bytes the
+            # memory tier has let go of (a disk ref as it is: the fd cache reuses fds per ref)
+            items = tuple((i, o, n, r if r.data is None else ChunkRef(r.path, r.length))
+                          for i, o, n, r in body)
+        else:
             return
         if self.hot_bytes + len(data) > self.hot_max or len(self.hot) > 100_000:
             self.hot.clear()
@@ -184,10 +211,11 @@ class HotPath:
                       for i in chunks if not self._owned(meta, i)]
         prefix = b"".join((status_line(200), view.block,
                            f"content-type: {view.ctype}\r\n".encode("latin-1", "replace"),
-                           b"content-length: %d\r\naccept-ranges: bytes\r\n" % len(data)))
+                           b"content-length: %d\r\naccept-ranges: bytes\r\n" % meta.size))
         self._hot_drop(req.target)
         self.hot[req.target] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
-                                        tuple(remote), hot_log_fields(req.path, len(data)))
+                                        tuple(remote), hot_log_fields(req.path, meta.size),
+                                        None if items is None else tuple(items), npath)
         self.hot_bytes += len(data)
 
     def _hot_drop(self, target: str) -> None:

@@ -17,14 +17,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import http
+import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httptools
 
 if TYPE_CHECKING:
     from edge.server.app import EdgeApp
+
+log = logging.getLogger("edge.protocol")
 
 STATUS_LINE = {
     int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("latin-1") for s in http.HTTPStatus
@@ -101,6 +105,7 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._on_writable: Callable[[], None] | None = None
         self.queue: collections.deque[Request] = collections.deque()
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
@@ -143,6 +148,9 @@ class HttpConnection(asyncio.Protocol):
             if f is not None and not f.done():
                 f.set_exception(ConnectionResetError("client went away"))
         self._drain = self._writable = None
+        cb, self._on_writable = self._on_writable, None
+        if cb is not None:  # a response waiting to send more: it sees closed, logs, stops
+            self._call_writable(cb)
         if self.dupfd >= 0:
             try:
                 self.loop.remove_writer(self.dupfd)
@@ -411,6 +419,31 @@ class HttpConnection(asyncio.Protocol):
             self._writable = None
             if self.dupfd >= 0:
                 self.loop.remove_writer(self.dupfd)
+
+    def when_writable(self, cb: Callable[[], None]) -> None:
+        """Call cb once the socket can take more bytes (or the connection is lost): the
+        callback form of writable(), for a response that continues without a task."""
+        if self.closed:
+            self._call_writable(cb)
+            return
+        if self.dupfd < 0:
+            self.dupfd = os.dup(self.sockfd)
+        self._on_writable = cb
+        self.loop.add_writer(self.dupfd, self._writable_ready)
+
+    def _writable_ready(self) -> None:
+        if self.dupfd >= 0:
+            self.loop.remove_writer(self.dupfd)
+        cb, self._on_writable = self._on_writable, None
+        if cb is not None:
+            self._call_writable(cb)
+
+    def _call_writable(self, cb: Callable[[], None]) -> None:
+        try:
+            cb()
+        except Exception:  # a bug must cut this response, not leave the client waiting
+            log.exception("sending a response failed")
+            self.abort()
 
     def info(self) -> dict[str, Any]:
         return {"client": self.client, "queued": len(self.queue)}

@@ -30,7 +30,11 @@ class BodySender:
         """Send the header and body items without awaiting as far as the socket allows. Small
         pieces go out with the header in one write (one send() per small hit); large disk
         pieces with os.sendfile once the transport's buffer is empty, from a cached open fd
-        (edge.server.fdcache)."""
+        (edge.server.fdcache). When the socket is full before or during a sendfile, this is
+        called again from a writability callback (no task, no future: the segment hit path
+        stays as lean as the bare sendfile server's); anything else that must wait (a chunk
+        still being fetched, a large memory piece, a paused transport) continues in a task."""
+        wait = False  # the socket is full: come back here once it is writable
         n = len(body)
         store = self.store
         pend: list[Any] = [head] if head else []
@@ -65,12 +69,16 @@ class BodySender:
                 pend, nb = [], 0
             if conn.closed:
                 break
-            if not self.use_sendfile or conn.buffered() or conn.sockfd < 0:
+            if not self.use_sendfile or conn.sockfd < 0:
+                break
+            if conn.buffered():  # the header is still queued: the body must follow it
+                wait = True
                 break
             try:
                 fd = self.fds.get(ref, time.monotonic())  # owned by the cache: no close
             except FileNotFoundError:
                 store.chunk_missing(meta, index)
+                self._hot_drop(req.target)  # type: ignore[attr-defined]
                 body[i] = (index, off, ln, None)
                 break
             try:
@@ -83,6 +91,7 @@ class BodySender:
                 i += 1
                 continue
             body[i] = (index, off + sent, ln - sent, ref)
+            wait = True
             break
         if pend:
             conn.write_joined(pend, nb)
@@ -92,6 +101,10 @@ class BodySender:
         if i >= n:
             self._log(conn, req, status, word)
             conn.finish()
+            return
+        if wait:
+            conn.when_writable(lambda: self.send_body(conn, req, meta, body, i, status, word,
+                                                      npath))
             return
         self._spawn_req(conn, req, self._send_rest(conn, req, meta, body, i, status, word, npath))
 

@@ -219,6 +219,9 @@ class Store:
                 ref = e.chunks.pop(index, None)
                 if ref is not None:
                     self.disk.remove(chunk_key(meta.key, index), ref.path)
+                mem = e.mem.get(index)
+                if mem is not None and mem.path:  # its bytes still serve, from memory only
+                    e.mem[index] = ChunkRef("", mem.length, mem.data)
 
     @property
     def disk_full(self) -> bool:

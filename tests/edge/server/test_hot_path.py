@@ -1,15 +1,18 @@
-"""The hot path (prepared answers for plain GETs of small objects in memory) answers, logs and
-counts exactly like the general path, and follows the clock, purges and new versions."""
+"""The hot path (prepared answers for plain GETs of whole stored objects: small ones from
+memory, larger ones by sendfile from their chunk files) answers, logs and counts exactly like
+the general path, and follows the clock, purges, new versions and evicted chunks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import socket
 import time
 
 from contracts.logs import AccessRecord
-from tests.edge.server.conftest import fetch
+from tests.edge.server.conftest import CHUNK, fetch, payload
 
 CC = {"Cache-Control": "max-age=600", "ETag": '"h1"', "Content-Type": "video/mp2t"}
 BODY = b"hot!" * 1000
@@ -154,3 +157,128 @@ async def test_hot_hits_reach_the_store_policy_counted_and_capped(origin, make_e
         if edge.call(len, seen) >= 8:
             break
     assert 8 <= len(seen) <= 16  # capped per entry and flush (the 1 s tick may split them)
+
+
+# ---- larger objects: prepared headers, body by sendfile from the chunk files ---------------
+BIG = 3 * CHUNK + 17  # spans four chunks, the last one short
+
+
+async def _warm_hot_file(edge, client, path: str, body: bytes) -> None:
+    """A miss, then a general-path hit once every chunk is on disk: the header is prepared."""
+    r = await fetch(client, edge.url + path)
+    assert r.body == body
+    edge.settle()
+    edge.call(edge.node.store.flush)
+    r = await fetch(client, edge.url + path)
+    assert r.body == body and r.headers["cache-status"].startswith("edgecdn; hit")
+    e = edge.node.app.hot[path]
+    assert e.items is not None and e.size == 0  # from files, no body bytes held
+
+
+async def test_large_hits_are_answered_from_chunk_files_logged_like_general_hits(
+        origin, make_edge, client, tmp_path):
+    body = payload(BIG, 7)
+    origin.put("/big.ts", body, headers=CC)
+    log_file = tmp_path / "access.jsonl"
+    edge = make_edge(origin.url, log={"access": str(log_file)})
+    await _warm_hot_file(edge, client, "/big.ts", body)
+    fetched = origin.count("/big.ts")
+    answers = await _keepalive_gets(edge.node.port, "/big.ts", 4)
+    for head, got in answers:
+        assert got == body
+        assert _header(head, "cache-status").startswith("edgecdn; hit; ttl=")
+        assert _header(head, "content-length") == str(BIG)
+        assert _header(head, "etag") == '"h1"' and _header(head, "accept-ranges") == "bytes"
+    assert edge.node.app.hot["/big.ts"].resp  # answered by the prepared header
+    assert origin.count("/big.ts") == fetched
+    edge.call(edge.node.ops.flush_log_now)
+    recs = [AccessRecord.from_json(x) for x in log_file.read_text().splitlines()[-4:]]
+    assert [(r.path, r.status, r.bytes, r.cache) for r in recs] == \
+        [("/big.ts", 200, BIG, "hit")] * 4
+    # a range of the same object still takes the general path, and is right
+    r = await fetch(client, edge.url + "/big.ts", headers={"Range": "bytes=100-70000"})
+    assert r.status == 206 and r.body == body[100:70001]
+
+
+async def test_a_chunk_evicted_under_a_file_entry_is_fetched_again(origin, make_edge, client):
+    body = payload(BIG, 8)
+    origin.put("/ev.ts", body, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot_file(edge, client, "/ev.ts", body)
+    chunk_file = next(p for _, _, _, r in edge.node.app.hot["/ev.ts"].items
+                      for p in [r.path] if p.endswith(".1"))
+    fetched = origin.count("/ev.ts")
+    os.unlink(chunk_file)  # as another worker's eviction would
+    edge.call(edge.node.app.fds.clear)
+    (head, got), = await _keepalive_gets(edge.node.port, "/ev.ts", 1)
+    assert got == body  # never a short or shifted body
+    assert "/ev.ts" not in edge.node.app.hot  # the entry named a file that is gone
+    # the chunk's bytes came from the memory tier if it held them, else from the origin
+    mem = edge.call(lambda: edge.node.store._objs["/ev.ts"].mem.get(1))
+    assert origin.count("/ev.ts") == fetched + (mem is None)
+    for _ in range(2):
+        (head, got), = await _keepalive_gets(edge.node.port, "/ev.ts", 1)
+        assert got == body
+
+
+async def test_a_chunk_evicted_from_disk_while_in_memory_is_served_from_memory(
+        origin, make_edge, client):
+    """General path, no hot entry: the disk file of a chunk the memory tier holds is gone."""
+    body = payload(BIG, 12)
+    origin.put("/em.ts", body, headers=CC)
+    edge = make_edge(origin.url)
+    assert (await fetch(client, edge.url + "/em.ts")).body == body
+    edge.settle()
+    edge.call(edge.node.store.flush)
+    store = edge.node.store
+    for _ in range(50):  # hits promote the chunks to the memory tier
+        r = await fetch(client, edge.url + "/em.ts", headers={"Range": "bytes=0-"})
+        assert r.body == body
+        edge.settle()
+        if edge.call(lambda: 1 in store._objs["/em.ts"].mem):
+            break
+    ref = edge.call(lambda: store._objs["/em.ts"].mem[1])
+    assert ref.path and ref.data is not None
+    fetched = origin.count("/em.ts")
+    os.unlink(ref.path)
+    edge.call(edge.node.app.fds.clear)
+    r = await fetch(client, edge.url + "/em.ts", headers={"Range": "bytes=0-"})
+    assert r.status == 206 and r.body == body
+    assert origin.count("/em.ts") == fetched  # from memory: no refetch, and no endless retry
+
+
+async def test_a_file_entry_never_outlives_its_version(origin, make_edge, client):
+    body = payload(BIG, 9)
+    origin.put("/nv.ts", body, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot_file(edge, client, "/nv.ts", body)
+    new = payload(BIG + 5, 10)
+    origin.put("/nv.ts", new, headers={**CC, "ETag": '"h2"'})
+    await fetch(client, edge.url + "/nv.ts", "POST", data=b"x")  # invalidates the stored one
+    (head, got), = await _keepalive_gets(edge.node.port, "/nv.ts", 1)
+    assert got == new and _header(head, "etag") == '"h2"'
+
+
+async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, client):
+    """sendfile takes what the socket holds, the rest follows as the client reads: a client
+    with a small receive buffer reading slowly gets the whole body, then the next answer."""
+    body = payload(BIG, 11)
+    origin.put("/slow.ts", body, headers=CC)
+    edge = make_edge(origin.url)
+    await _warm_hot_file(edge, client, "/slow.ts", body)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", edge.node.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(b"GET /slow.ts HTTP/1.1\r\nHost: x\r\n\r\nGET /slow.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    for _ in range(2):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"edgecdn; hit" in head
+        got = bytearray()
+        while len(got) < BIG:
+            got += await reader.read(min(4096, BIG - len(got)))
+            await asyncio.sleep(0.0005)
+        assert bytes(got) == body
+    writer.close()
