@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--chunk-size", metavar="SIZE", help="storage chunk, default 2MiB")
     p.add_argument("--policy", choices=("lru", "popularity", "sieve", "s3fifo"))
     p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--worker-slice-ms", type=float, metavar="MS",
+                   help="--workers N: scheduler slice per worker, 0 = the kernel's default")
     p.add_argument("--name")
     p.add_argument("--site")
     p.add_argument("--region")
@@ -50,6 +52,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "edge": {"listen": args.listen, "admin_listen": args.admin_listen,
                  "admin_token": args.admin_token, "workers": args.workers, "name": args.name,
+                 "worker_slice_ms": args.worker_slice_ms,
                  "site": args.site, "region": args.region,
                  "sendfile": False if args.no_sendfile else None},
         "origin": {"url": args.origin, "endpoint_url": args.endpoint_url,

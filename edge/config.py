@@ -27,6 +27,7 @@ class NodeConfig:
     workers: int = 1
     capacity_bps: float = 10_000e6 / 8
     sendfile: bool = True
+    worker_slice_ms: float = 20.0  # --workers N: scheduler slice per worker (edge.sched)
 
 
 @dataclass(slots=True)
@@ -182,6 +183,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         workers=workers,
         capacity_bps=_num(doc, "edge", "capacity_mbps", 10_000) * 1e6 / 8,
         sendfile=_bool(doc, "edge", "sendfile", True),
+        worker_slice_ms=min(_num(doc, "edge", "worker_slice_ms", 20.0), 100.0),
     )
     url = _str(doc, "origin", "url", "")
     if not url:
