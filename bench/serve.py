@@ -6,8 +6,8 @@ path is a verified hit, and is measured in interleaved rounds (the order flips e
 since run-to-run spread here is large); each figure is the median over rounds.
 
 The server's CPU is read from /proc for its whole process tree before and after each wrk
-run: on a 2-core machine wrk often saturates first, so CPU per GB and per 10,000 requests
-are the figures to compare, not raw throughput.
+run (every thread's schedstat, in nanoseconds): on a 2-core machine wrk often saturates
+first, so CPU per GB and per 10,000 requests are the figures to compare, not raw throughput.
 """
 
 from __future__ import annotations
@@ -237,16 +237,16 @@ def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchC
                          duration_s=duration_s, cpu=cfg.load_cpu)
     core = cfg.server_cpu
     busy0 = procstat.cpu_busy_ticks(core) if core is not None else 0
-    before = procstat.tree_ticks(r.proc.pid)
+    before = procstat.tree_cpu_ns(r.proc.pid)
     res, wrk_cpu = wrkmod.run(cmd, timeout=duration_s + 30)
-    after = procstat.tree_ticks(r.proc.pid)
+    after = procstat.tree_cpu_ns(r.proc.pid)
     busy = (procstat.ticks_to_seconds(procstat.cpu_busy_ticks(core) - busy0)
             if core is not None else float("nan"))
     if r.proc.poll() is not None:
         raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
     return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,
                   requests=res.requests, duration_s=res.duration_s, bytes_read=res.bytes_read,
-                  p99_ms=res.p99_us / 1e3, server_cpu_s=procstat.ticks_to_seconds(after - before),
+                  p99_ms=res.p99_us / 1e3, server_cpu_s=(after - before) / 1e9,
                   wrk_cpu_s=wrk_cpu, errors=res.total_errors, core_busy_s=busy)
 
 

@@ -88,3 +88,56 @@ def test_cpu_busy_ticks_grows_while_we_spin_on_our_core() -> None:
         assert procstat.cpu_busy_ticks(cpu) - before >= 0.15 * procstat.CLK_TCK
     finally:
         os.sched_setaffinity(0, old)
+
+
+def test_tree_cpu_ns_counts_every_thread_of_a_process_exactly() -> None:
+    """Two threads spin 0.15 s each and stay alive: the tree's CPU is their on-CPU time to
+    the millisecond, not 10 ms ticks."""
+    code = ("import sys,threading,time\n"
+            "done=threading.Barrier(3); hold=threading.Event()\n"
+            "def spin():\n"
+            "    t=time.thread_time()\n"
+            "    while time.thread_time()-t<0.15: pass\n"
+            "    done.wait(); hold.wait()\n"
+            "ts=[threading.Thread(target=spin) for _ in range(2)]\n"
+            "[t.start() for t in ts]; done.wait()\n"
+            "print(time.process_time(),flush=True)\n"
+            "sys.stdin.read(); hold.set()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        own = float(p.stdout.readline())
+        ns = procstat.tree_cpu_ns(p.pid)
+        assert own >= 0.3
+        assert abs(ns / 1e9 - own) < 0.005  # the same clock, read a moment later
+    finally:
+        p.communicate("")
+
+
+def test_tree_cpu_ns_sees_a_live_spinning_descendant_to_the_millisecond() -> None:
+    code = ("import os,sys,time\n"
+            "pid=os.fork()\n"
+            "if pid==0:\n"
+            "    t=time.process_time()\n"
+            "    while time.process_time()-t<0.2: pass\n"
+            "    print(time.process_time(),flush=True)\n"
+            "    sys.stdin.read(); os._exit(0)\n"
+            "os.waitpid(pid,0)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        child_cpu = float(p.stdout.readline())
+        ns = procstat.tree_cpu_ns(p.pid)
+        assert abs(ns / 1e9 - child_cpu) < 0.05 + 0.2  # parent's start-up is included too
+        assert ns / 1e9 >= child_cpu
+    finally:
+        p.communicate("")
+
+
+def test_tree_cpu_ns_falls_back_to_ticks_without_schedstat(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, [(1, 0, 1000), (10, 1, 10), (11, 10, 20)])
+    tick_ns = 1_000_000_000 // procstat.CLK_TCK
+    # utime + stime(1) live, cutime(2) + cstime(3) reaped, per process
+    assert procstat.tree_cpu_ns(10, proc) == ((10 + 1) + (20 + 1) + 2 * 5) * tick_ns
