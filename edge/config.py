@@ -47,6 +47,7 @@ class OriginConfig:
     stale_if_error: float = 86400.0
     max_connections: int = 256
     hit_for_pass: float = 60.0
+    ca_file: str | None = None  # PEM bundle trusted for https origins (None = system store)
 
 
 @dataclass(slots=True)
@@ -202,6 +203,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         stale_if_error=_num(doc, "origin", "stale_if_error", 86400.0),
         max_connections=int(_num(doc, "origin", "max_connections", 256, lo=1)),
         hit_for_pass=_num(doc, "origin", "hit_for_pass", 60.0),
+        ca_file=_ca_file(doc),
     )
     policy = _str(doc, "cache", "policy", "popularity")
     if policy not in POLICIES:
@@ -257,6 +259,21 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
             if not v or not all(c.isalnum() or c in "._-" for c in v):
                 raise ConfigError(f"{key}: [logship] needs a name usable in an S3 key, got {v!r}")
     return EdgeConfig(node, origin, cache, http, tokens, log, fill, logship)
+
+
+def _ca_file(doc: dict[str, Any]) -> str | None:
+    """origin.ca_file as an absolute path, loaded once here so a bad one stops start-up."""
+    if "tls_verify" in doc.get("origin", {}):
+        raise ConfigError("origin.tls_verify: origin certificates are always verified; "
+                          "trust a private CA or a self-signed origin with origin.ca_file")
+    value = _get(doc, "origin", "ca_file", None)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"origin.ca_file: must be a path, got {value!r}")
+    from edge.origin_client.tls import check_ca_file
+
+    return check_ca_file(value)
 
 
 def _table(doc: dict[str, Any], section: str) -> dict[str, Any] | None:

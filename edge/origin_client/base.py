@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -11,13 +12,15 @@ from urllib.parse import quote
 import aiohttp
 
 from edge.config import OriginConfig
+from edge.origin_client.tls import client_context, failure_reason
 
 Headers = dict[str, str]
 READ_SIZE = 256 * 1024
 
 
 class OriginError(Exception):
-    """The origin could not give an answer: ``timeout`` (-> 504) or ``unreachable`` (-> 502)."""
+    """The origin could not give an answer: ``timeout`` (-> 504), ``unreachable`` or ``tls``
+    (its certificate failed verification or the handshake failed; both -> 502)."""
 
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
@@ -123,7 +126,9 @@ class AiohttpFetcher:
         self.session: aiohttp.ClientSession | None = None
 
     def connector(self) -> aiohttp.BaseConnector:
-        return aiohttp.TCPConnector(limit=self.cfg.max_connections, ttl_dns_cache=60)
+        # one verifying context for https origins and https S3 endpoints alike (ignored for http)
+        return aiohttp.TCPConnector(limit=self.cfg.max_connections, ttl_dns_cache=60,
+                                    ssl=client_context(self.cfg.ca_file))
 
     async def start(self) -> None:
         if self.session is None:
@@ -152,6 +157,8 @@ class AiohttpFetcher:
             raise OriginError("timeout", "origin timed out before the first byte") from e
         except aiohttp.ServerTimeoutError as e:
             raise OriginError("timeout", "origin timed out") from e
+        except (aiohttp.ClientSSLError, ssl.SSLError) as e:
+            raise OriginError("tls", failure_reason(e)) from e
         except (aiohttp.ClientError, OSError) as e:
             raise OriginError("unreachable", f"origin unreachable: {type(e).__name__}") from e
         return OriginResponse(resp.status, join_headers(resp.headers), resp, self.cfg.read_timeout)
