@@ -459,20 +459,22 @@ def _proc_args(origin_url: str, cache_dir: Path, port: int, *extra: str) -> list
             *extra]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_edge_process_with_origin_ca_file_serves_an_https_origin(
-        pki, make_https_origin, edge_procs, tmp_path, client):
+        pki, make_https_origin, edge_procs, tmp_path, client, workers):
     origin = make_https_origin()
     body = payload(2 * CHUNK + 5, 9)
     origin.put("/p/a.ts", body, headers=CC)
     port = free_port()
     e = EdgeProcess(_proc_args(origin.url_for() + "/p", tmp_path / "c", port,
-                               "--origin-ca-file", str(pki.ca)))
+                               "--origin-ca-file", str(pki.ca), "--workers", str(workers)))
     edge_procs.append(e)
-    e.wait_ready()
+    e.wait_ready(workers)  # each worker re-reads the config and builds its own TLS context
     url = f"http://127.0.0.1:{port}"
     r = await fetch(client, url + "/a.ts")
     assert r.status == 200 and r.body == body
     n = origin.count("/p/a.ts")
+    assert n == 3  # one verified fetch per chunk, whichever worker owns it
     r = await fetch(client, url + "/a.ts", headers={"Range": f"bytes={CHUNK}-{CHUNK + 9}"})
     assert r.status == 206 and r.body == body[CHUNK:CHUNK + 10]
     assert origin.count("/p/a.ts") == n and set(origin.sni) == {"localhost"}
