@@ -118,12 +118,10 @@ class HotPath:
         return True
 
     def hot_direct(self, conn: HttpConnection, target: str, e: HotEntry, t0: float) -> bool:
-        """The hot answer straight from the parser, before any Request object is built: the
-        caller saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
-        connection. Same checks and answer as _hot_hit (a file entry, which may need a task
-        and so a Request, is left to it)."""
-        if e.items is not None:
-            return False
+        """The hot answer straight from the parser, before the request is queued: the caller
+        saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
+        connection. Same checks and answer as _hot_hit; a memory answer needs no Request
+        object at all."""
         meta = self.store.get_meta(e.key)
         view = e.view
         now = self.clock()
@@ -134,6 +132,13 @@ class HotPath:
         c = self.counters
         c.requests += 1
         c.content_requests += 1
+        if e.items is not None:  # from the chunk files: sent, counted and logged as by _hot_hit
+            if not e.hits:
+                self.hot_touched.append(e)
+            e.hits += 1
+            self.send_body(conn, conn.direct_request(target), meta,  # type: ignore[attr-defined]
+                           list(e.items), 0, 200, "hit", e.npath, e.response(age, ttl))
+            return True
         c.bytes_sent += e.size
         if not e.hits:
             self.hot_touched.append(e)

@@ -287,6 +287,19 @@ class HttpConnection(asyncio.Protocol):
         if not self.busy:
             self._next()
 
+    def direct_request(self, target: str) -> Request:
+        """The plain keep-alive GET just parsed, as the response in progress (the hot path's
+        file answers, which may have to wait for the socket): later requests queue behind it
+        until finish()."""
+        path, _, query = target.partition("?")
+        req = Request("GET", target, path, query, self._headers, b"", True, False)
+        req.t0 = self._t0
+        self.busy = True
+        self.keep_alive = True
+        self.sent = 0
+        self.head_sent = False
+        return req
+
     # ---- request cycle ---------------------------------------------------------------------
     def _next(self) -> None:
         while self.queue and not self.busy and not self.closed:
