@@ -97,8 +97,9 @@ class LogShipper:
     def __init__(self, spool_dir: Path, *, bucket: str, prefix: str, site: str, edge: str,
                  endpoint_url: str | None = None, region: str | None = None,
                  interval: float = 10.0, max_backoff: float = 300.0,
-                 client: Any = None) -> None:
-        """prefix: the logs prefix in bucket ("logs/"); site/edge name the folder."""
+                 client: Any = None, ca_file: str | None = None) -> None:
+        """prefix: the logs prefix in bucket ("logs/"); site/edge name the folder; ca_file:
+        the edge's origin.ca_file, trusted for an https endpoint (None: the system store)."""
         for what, v in (("site", site), ("edge", edge)):
             if not _SAFE.match(v):
                 raise ValueError(f"{what} name {v!r} cannot be part of an S3 key")
@@ -106,6 +107,7 @@ class LogShipper:
         self.bucket = bucket
         self.folder = f"{prefix}{site}/{edge}/"
         self.endpoint_url, self.region = endpoint_url, region
+        self.ca_file = ca_file
         self.interval, self.max_backoff = interval, max_backoff
         self._client = client
         self._stop = asyncio.Event()
@@ -121,11 +123,11 @@ class LogShipper:
 
     @classmethod
     def from_config(cls, cfg: LogShipConfig, spool_dir: Path, site: str,
-                    edge: str) -> LogShipper:
+                    edge: str, ca_file: str | None = None) -> LogShipper:
         bucket, prefix = parse_s3_url(cfg.to)
         return cls(spool_dir, bucket=bucket, prefix=prefix, site=site, edge=edge,
                    endpoint_url=cfg.endpoint_url, region=cfg.region, interval=cfg.interval,
-                   max_backoff=cfg.max_backoff)
+                   max_backoff=cfg.max_backoff, ca_file=ca_file)
 
     def _s3(self) -> Any:
         if self._client is None:
@@ -135,7 +137,8 @@ class LogShipper:
             self._client = boto3.client(
                 "s3", endpoint_url=self.endpoint_url,
                 region_name=self.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                config=Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=30))
+                config=Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=30),
+                verify=self.ca_file)
         return self._client
 
     # -- life cycle -------------------------------------------------------------------------

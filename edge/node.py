@@ -118,7 +118,8 @@ class EdgeNode:
             self.fill = FillWorker(
                 self.store, self.origin, cfg.fill, edge=cfg.node.name, site=cfg.node.site,
                 load=lambda: ops.egress_bps / cap if cap > 0 else 0.0,
-                state_dir=cfg.cache.dir / "fill", token=token, fetch=self.worker == 0)
+                state_dir=cfg.cache.dir / "fill", token=token, fetch=self.worker == 0,
+                ca_file=cfg.origin.ca_file)
             self.fill_task = asyncio.get_running_loop().create_task(self.fill.run())
             if self.worker == 0:
                 ops.fill = self.fill
@@ -126,7 +127,7 @@ class EdgeNode:
             from edge.logship import LogShipper
 
             self.shipper = LogShipper.from_config(cfg.logship, cfg.spool_dir, cfg.node.site,
-                                                  cfg.node.name)
+                                                  cfg.node.name, cfg.origin.ca_file)
             self.ship_task = asyncio.get_running_loop().create_task(self.shipper.run())
             ops.shipper = self.shipper
 

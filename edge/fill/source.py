@@ -28,10 +28,14 @@ class ManifestSource(Protocol):
 
 class S3ManifestSource:
     def __init__(self, bucket: str, key: str, endpoint_url: str | None = None,
-                 region: str | None = None, cache_file: Path | None = None) -> None:
+                 region: str | None = None, cache_file: Path | None = None,
+                 ca_file: str | None = None) -> None:
+        """ca_file: the edge's origin.ca_file, trusted for an https endpoint (None: the
+        system store, or AWS_CA_BUNDLE as boto3 reads it)."""
         self.bucket, self.key = bucket, key
         self.where = f"s3://{bucket}/{key}"
         self.endpoint_url, self.region = endpoint_url, region
+        self.ca_file = ca_file
         self.cache_file = cache_file
         self.etag: str | None = None
         self._client: Any = None
@@ -42,7 +46,8 @@ class S3ManifestSource:
 
             self._client = boto3.client("s3", endpoint_url=self.endpoint_url,
                                         region_name=self.region or os.environ.get(
-                                            "AWS_DEFAULT_REGION", "us-east-1"))
+                                            "AWS_DEFAULT_REGION", "us-east-1"),
+                                        verify=self.ca_file)
         return self._client
 
     def load_cached(self) -> Manifest | None:

@@ -85,14 +85,15 @@ class FillWorker:
                  state_dir: Path | None = None,
                  token: tuple[str, bytes] | None = None,
                  fetch: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 ca_file: str | None = None) -> None:
         """store: edge.store.Store; origin: the edge's origin client (edge.origin_client);
         load(): serving load 0..1 (egress/capacity) - fill pauses above cfg.busy_load;
         peers: name -> base URL, overriding the manifest's; token: (kid, secret) to sign
         peer requests when peers require steering tokens; state_dir keeps the last good
         manifest (default: none); fetch=False only follows the manifest's pins (for the other
         worker processes of a multi-worker edge: each pins the chunk keys it owns, while one
-        worker fetches)."""
+        worker fetches); ca_file: trusted for an https manifest endpoint (origin.ca_file)."""
         self.store, self.origin, self.cfg = store, origin, cfg
         self.edge, self.site = edge, site
         self.load = load or (lambda: 0.0)
@@ -104,7 +105,7 @@ class FillWorker:
             bucket, prefix = cfg.manifests_location
             cache = state_dir / "manifest.json" if state_dir else None
             source = S3ManifestSource(bucket, edge_manifest_key(prefix, site, edge),
-                                      cfg.endpoint_url, cfg.region, cache)
+                                      cfg.endpoint_url, cfg.region, cache, ca_file)
         self.source = source
         self.bucket = TokenBucket(cfg.rate)
         self.manifest: Manifest | None = None
