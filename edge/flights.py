@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,13 +29,18 @@ from edge.http.model import StoredResponse
 from edge.http.revalidate import conditional_headers, merge_not_modified, not_modified_applies
 from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
 from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
+from edge.origin_client.framing import end_check
 from edge.store.meta import ObjectMeta
+from edge.stream_flight import StreamFlight
 from edge.variants import plan_variant, primary_of
 
+log = logging.getLogger("edge.flights")
 VIA = "1.1 edgecdn"
 RELAY_LIMIT = 64 * 1024  # non-2xx bodies up to this size are shared with every waiter
 PEER_HEADER = "x-edgecdn-peer"
 META_HEADER = "x-edgecdn-meta"
+STREAM_HEADER = "x-edgecdn-stream"  # an owner's answer to a peer: a stored-while-streamed body
+UNCLAIMED_CLOSE = 5.0  # seconds before an origin answer nobody relayed is closed
 # request headers never forwarded on a cache fill (the fill asks its own range/validators)
 _NOT_FORWARDED = frozenset({
     "range", "if-range", "if-none-match", "if-modified-since", "if-match",
@@ -44,7 +50,7 @@ _NOT_FORWARDED = frozenset({
 # response headers that describe one message, not the stored object
 _NOT_STORED = frozenset({
     "content-length", "content-range", "age", "cache-status", "date-received", "accept-ranges",
-    META_HEADER,
+    META_HEADER, STREAM_HEADER,
 })
 
 
@@ -111,7 +117,8 @@ class HeadKind(enum.Enum):
     META = "meta"  # storable: serve from meta (chunk flights registered)
     NOT_MODIFIED = "not_modified"  # revalidated: meta refreshed
     RELAY = "relay"  # small non-2xx answer, shared with every waiter
-    PASS = "pass"  # not shareable: each waiter asks the origin itself
+    STREAM = "stream"  # storable body without a length: stream it (stored once it ends)
+    PASS = "pass"  # not shareable: one waiter may relay ``resp``, the others ask the origin
     ERROR = "error"  # origin failed (5xx, timeout, unreachable)
 
 
@@ -123,6 +130,14 @@ class HeadResult:
     headers: Headers = field(default_factory=dict)
     body: bytes = b""
     reason: str = ""
+    stream: StreamFlight | None = None
+    resp: OriginResponse | None = None  # PASS: the open origin answer, for one waiter to relay
+    hit_for_pass: bool = True  # PASS: the URL is not cacheable (False: a peer's stream)
+
+    def claim(self) -> OriginResponse | None:
+        """The open origin answer for the first waiter that asks (None for the others)."""
+        resp, self.resp = self.resp, None
+        return resp
 
 
 @dataclass(slots=True)
@@ -174,6 +189,7 @@ class Flights:
         self.clock = clock
         self.chunks: dict[str, ChunkFlight] = {}
         self.heads: dict[str, asyncio.Future[HeadResult]] = {}
+        self.streams: dict[str, StreamFlight] = {}  # object key -> body of unknown length
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stats = FlightStats()
         self.storing = True
@@ -262,7 +278,8 @@ class Flights:
                     raise FlightFailed("origin sent another range or length")
                 await self._feed(meta, resp, start, {index: fl}, store=not via_peer, only=index)
             elif resp.status == 200:
-                if resp.content_length != meta.size:
+                cl = resp.content_length  # None: chunked/close-delimited, checked by _feed
+                if cl is not None and cl != meta.size:
                     self._object_changed(meta)
                     raise FlightFailed("origin length changed")
                 await self._feed(meta, resp, 0, {index: fl}, store=not via_peer, only=None)
@@ -508,17 +525,14 @@ class Flights:
                 return HeadResult(HeadKind.PASS, reason="origin range without length")
             size, offset = cr[2], cr[0]
         else:
-            cl = resp.content_length
-            if cl is None:
-                resp.close()
-                return HeadResult(HeadKind.PASS, reason="origin sent no length")
-            size, offset = cl, 0
+            size, offset = resp.content_length, 0  # None: chunked or close-delimited
         pointer = None
         if via_peer:
             raw = rh.get(META_HEADER)
-            if raw is None:
-                resp.close()
-                return HeadResult(HeadKind.PASS, reason="peer answer not cacheable")
+            if raw is None:  # the owner relays it: an uncacheable answer, or a stream it stores
+                stream = rh.get(STREAM_HEADER) == "1"
+                return self._pass(resp, "peer streams it" if stream else "peer answer not "
+                                  "cacheable", hit_for_pass=not stream)
             try:
                 meta = ObjectMeta.from_json(raw)
             except ValueError:
@@ -529,8 +543,10 @@ class Flights:
                        if k not in _NOT_STORED}
             fields = vary_fields(headers)
             if fields is None or not storable("GET", 200, req, headers):
-                resp.close()
-                return HeadResult(HeadKind.PASS, reason="not storable")
+                return self._pass(resp, "not storable")
+            if size is None:
+                return await self._head_stream(key, resp, headers, fields, t_req, t_resp, req,
+                                               fut, saved)
             pointer = None
             skey = primary_of(key)
             if fields:  # one of several variants: under its own key, the URL points to it
@@ -540,10 +556,9 @@ class Flights:
                 vary=vary_values(fields, req),
             )
             if meta.etag is None and meta.last_modified is None:
-                # no validator: the store's version (size/ETag/Last-Modified) could not tell
-                # this response from an earlier one of the same size, so give it an internal
-                # one (never sent to clients: responses carry the stored headers)
-                meta = meta.replace(etag=f'W/"edgecdn-{t_resp:.6f}"')
+                meta = _internal_etag(meta, t_resp)
+        if size is None:  # a peer's stored meta always has a size; anything else: relay
+            return self._pass(resp, "origin sent no length", hit_for_pass=False)
         if offset % self.chunk_size or offset >= max(size, 1) and size:
             resp.close()
             return HeadResult(HeadKind.PASS, reason="origin sent an unexpected range")
@@ -573,6 +588,111 @@ class Flights:
         await self._feed(meta, resp, offset, owned, store=not via_peer,
                          only=index if resp.status == 206 else None, meta_saved=saved)
         return HeadResult(HeadKind.META, meta=meta)
+
+    def _pass(self, resp: OriginResponse, reason: str, *, hit_for_pass: bool = True
+              ) -> HeadResult:
+        """Not shareable: the answer stays open so that one waiter relays it (one origin
+        request for the first client of an uncacheable URL) when it is whole; it is closed
+        if nobody has claimed it soon."""
+        whole = resp.status == 200
+        if resp.status == 206:
+            cr = parse_content_range(resp.headers.get("content-range"))
+            whole = cr is not None and cr[0] == 0 and cr[1] == cr[2]
+        if not whole:
+            resp.close()
+            return HeadResult(HeadKind.PASS, reason=reason, hit_for_pass=hit_for_pass)
+        if resp.status == 206:  # the whole representation: relay it as a 200
+            resp.status = 200
+            resp.headers = {k: v for k, v in resp.headers.items() if k != "content-range"}
+        res = HeadResult(HeadKind.PASS, reason=reason, resp=resp, hit_for_pass=hit_for_pass)
+
+        def close_unclaimed() -> None:
+            r = res.claim()
+            if r is not None:
+                r.close()
+
+        asyncio.get_running_loop().call_later(UNCLAIMED_CLOSE, close_unclaimed)
+        return res
+
+    async def _head_stream(self, key: str, resp: OriginResponse, headers: Headers,
+                           fields: list[str], t_req: float, t_resp: float, req: Headers,
+                           fut: asyncio.Future[HeadResult], saved: asyncio.Future[None]
+                           ) -> HeadResult:
+        """A storable 200 without Content-Length: stream it to the waiters as it arrives,
+        spooled chunk by chunk into temp files; once it has ended cleanly, write the meta
+        and commit the chunks (nothing at all if it was cut short or grew past the disk
+        tier). Requests arriving meanwhile join the flight (``streams``)."""
+        skey = primary_of(key)
+        pointer = None
+        if fields:
+            skey, pointer = plan_variant(self.store, key, fields, req, t_resp)
+        storing = self.storing and not getattr(self.store, "disk_full", False)
+        limit = getattr(getattr(self.store, "disk", None), "capacity", 0)
+        fl = StreamFlight(key, self.chunk_size, headers, vary_values(fields, req), limit,
+                          (lambda i: self.store.new_stream_writer(skey, i)) if storing else None)
+        self.streams[key] = fl
+        res = HeadResult(HeadKind.STREAM, stream=fl)
+        saved.set_result(None)
+        fut.set_result(res)
+        if self.heads.get(key) is fut:
+            del self.heads[key]
+        whole = end_check(resp)
+        try:
+            try:
+                async for data in resp.iter_body():
+                    self.stats.origin_bytes += len(data)
+                    fl.feed(data)
+                    await fl.room()
+                    if not fl.storing and self.streams.get(key) is fl:
+                        del self.streams[key]  # relayed only: late comers fetch for themselves
+            except OriginError as e:
+                resp.close()
+                fl.fail(e.reason)
+                return res
+            except BaseException:
+                resp.close()
+                fl.fail("fill cancelled")
+                raise
+            if not whole():
+                resp.close()
+                fl.fail("origin connection reset mid-body")
+                return res
+            resp.release()
+            fl.end()
+            if await fl.flush():
+                meta = ObjectMeta.from_stored(skey, fl.size, StoredResponse(200, headers, t_req,
+                                                                            t_resp),
+                                              vary=fl.vary)
+                if meta.etag is None and meta.last_modified is None:
+                    meta = _internal_etag(meta, t_resp)
+                await self._commit_stream(fl, meta, pointer)
+        finally:
+            if self.streams.get(key) is fl:
+                del self.streams[key]
+            fl.stop_storing("done")  # writers not committed are dropped
+            fl.close_if_idle()
+        return res
+
+    async def _commit_stream(self, fl: StreamFlight, meta: ObjectMeta,
+                             pointer: ObjectMeta | None) -> None:
+        """Meta first, then every chunk (bound to the meta's version, length checked)."""
+        try:
+            for w in fl.writers.values():
+                w.bind(meta)
+            if pointer is not None:
+                await asyncio.to_thread(self.store.put_meta, pointer)
+            await asyncio.to_thread(self.store.put_meta, meta)
+            for i, w in sorted(fl.writers.items()):
+                if self.store.should_store(meta, i):
+                    if not await asyncio.to_thread(w.commit):
+                        self.stats.store_failures += 1
+                else:
+                    w.abort()
+        except OSError:
+            self.stats.disk_full_since = self.clock()
+        except Exception:
+            self.stats.store_failures += 1
+            log.exception("storing a streamed body failed")
 
     async def revalidate_in_background(self, meta: ObjectMeta, path: str, query: str,
                                        req: Headers) -> None:
@@ -652,6 +772,13 @@ class DiskSink:
             t.add_done_callback(lambda _t: self.writer.abort())
         else:
             self.writer.abort()
+
+
+def _internal_etag(meta: ObjectMeta, t_resp: float) -> ObjectMeta:
+    """No validator: the store's version (size/ETag/Last-Modified) could not tell this
+    response from an earlier one of the same size, so give it an internal one (never sent to
+    clients: responses carry the stored headers)."""
+    return meta.replace(etag=f'W/"edgecdn-{t_resp:.6f}"')
 
 
 def fkey(meta: ObjectMeta, index: int) -> str:

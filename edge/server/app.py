@@ -22,6 +22,7 @@ from edge.fill.config import PEER_FILL_HEADER
 from edge.flights import (
     META_HEADER,
     PEER_HEADER,
+    STREAM_HEADER,
     Flights,
     HeadKind,
     HeadResult,
@@ -64,6 +65,7 @@ from edge.server.remote_hits import HITS_PATH, RemoteHits
 from edge.server.sender import BodySender
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
+from edge.stream_flight import StreamFailed, StreamFlight
 from edge.variants import POINTER, resolve
 
 log = logging.getLogger("edge.app")
@@ -74,6 +76,9 @@ _COMPUTED = frozenset({
     "transfer-encoding", "keep-alive", "content-type", META_HEADER,
 })
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
+# a request with these is not answered with the fill's own unconditional, whole answer
+_NOT_RELAYED = frozenset({"range", "if-range", "if-match", "if-none-match",
+                          "if-modified-since", "if-unmodified-since"})
 # request headers that need the general path (conditionals, ranges, client cache directives,
 # credentials, peer requests)
 assert PEER_FILL_HEADER in HOT_BLOCKERS and PEER_HEADER in HOT_BLOCKERS
@@ -367,6 +372,13 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
     async def miss(self, conn: HttpConnection, req: Request, npath: str, query: str, key: str,
                    meta: ObjectMeta | None, fr: Freshness | None, peer: bool) -> None:
         h = req.headers
+        fl = self.flights.streams.get(key)
+        if fl is not None and fl.from_start and (not fl.vary or vary_matches(fl.vary, h)):
+            # a body without a length is arriving for this URL: read it along
+            cs = cache_status(hit=False, fwd="stale" if meta is not None else "miss",
+                              collapsed=True)
+            await self.serve_stream(conn, req, fl, cs, "miss", peer)
+            return
         index = self._first_chunk(req)
         if meta is not None and index * self.cs >= meta.size:
             index = 0
@@ -401,16 +413,32 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
                 word = "miss"
             self.serve(conn, req, new, cs, word, age, npath, peer)
             return
+        if res.kind is HeadKind.STREAM:
+            fl = res.stream
+            assert fl is not None
+            if fl.vary and not vary_matches(fl.vary, h):
+                await self.passthrough(conn, req, npath, key, "vary-miss")
+                return
+            cs = cache_status(hit=False, fwd="stale" if meta is not None else "miss",
+                              collapsed=joined)
+            await self.serve_stream(conn, req, fl, cs, "miss", peer)
+            return
         if res.kind is HeadKind.RELAY:
             cs = cache_status(hit=False, fwd="miss", fwd_status=res.status, collapsed=joined)
             self.respond(conn, req, res.status, res.headers, res.body, cs, "miss")
             return
         if res.kind is HeadKind.PASS:
-            if self.cfg.origin.hit_for_pass > 0:
+            if self.cfg.origin.hit_for_pass > 0 and res.hit_for_pass:
                 if len(self.hit_for_pass) > 100_000:
                     self.hit_for_pass.clear()
                 self.hit_for_pass[key] = now + self.cfg.origin.hit_for_pass
-            await self.passthrough(conn, req, npath, key, "uri-miss")
+            why = "uri-miss" if res.hit_for_pass else "miss"
+            resp = res.claim() if h.keys().isdisjoint(_NOT_RELAYED) else None
+            if resp is not None:  # the answer the fill got: no second origin request
+                await self.relay(conn, req, resp, cache_status(hit=False, fwd=why,
+                                                                 collapsed=joined), "pass")
+                return
+            await self.passthrough(conn, req, npath, key, why)
             return
         # origin failed
         if meta is not None and stale_if_error_allowed(h, stored_of(meta), now):
@@ -422,6 +450,70 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         self.simple(conn, req, res.status, res.reason or "origin failed", "error",
                     cs=cache_status(hit=False, fwd="miss", fwd_status=res.status,
                                     detail="origin-error"))
+
+    async def serve_stream(self, conn: HttpConnection, req: Request, fl: StreamFlight, cs: str,
+                           word: str, peer: bool) -> None:
+        """Answer from a body still arriving without a length: 200 (Range is ignored, RFC
+        9110 §14.2 allows it), chunked for HTTP/1.1, close-delimited for HTTP/1.0; a body
+        the origin cuts short cuts this response (no terminating chunk)."""
+        h = req.headers
+        fh = fl.headers
+        rid = fl.join()
+        try:
+            status = 200
+            if ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
+                    or "if-unmodified-since" in h):
+                pre = evaluate_preconditions(req.method, h, fh.get("etag"),
+                                             parse_http_date(fh.get("last-modified")),
+                                             date=parse_http_date(fh.get("date")))
+                if pre is Precondition.PRECONDITION_FAILED:
+                    self.simple(conn, req, 412, "precondition failed", word, cs=cs)
+                    return
+                if pre is Precondition.NOT_MODIFIED:
+                    status = 304
+            parts = [status_line(status)]
+            for k, v in fh.items():
+                if k not in _COMPUTED:
+                    parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+            if status == 200 and "content-type" in fh:
+                parts.append(f"content-type: {fh['content-type']}\r\n"
+                             .encode("latin-1", "replace"))
+            parts.append(f"age: 0\r\ncache-status: {cs}\r\n".encode())
+            if peer:
+                parts.append(f"{STREAM_HEADER}: 1\r\n".encode())
+            body = status == 200 and req.method != "HEAD"
+            chunked = body and not req.http10
+            if chunked:
+                parts.append(b"transfer-encoding: chunked\r\n")
+            elif body:
+                conn.keep_alive = False  # HTTP/1.0: the body ends with the connection
+            if not conn.keep_alive or self.draining:
+                conn.keep_alive = False
+                parts.append(CLOSE)
+            elif req.http10:
+                parts.append(KEEP_ALIVE_10)
+            parts.append(b"\r\n")
+            conn.write_head(b"".join(parts))
+            if body:
+                pos = 0
+                while True:
+                    data = await fl.read(pos, rid)
+                    if not data:
+                        break
+                    await conn.drain()
+                    conn.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+                    pos += len(data)
+                if chunked:
+                    conn.write(b"0\r\n\r\n")
+        except (StreamFailed, ConnectionError, OSError) as e:
+            log.debug("stream cut: %s", e)
+            conn.abort()
+            self._log(conn, req, 200, word)
+            return
+        finally:
+            fl.leave(rid)
+        self._log(conn, req, status, word)
+        conn.finish()
 
     def _first_chunk(self, req: Request) -> int:
         rh = req.headers.get("range")

@@ -9,16 +9,17 @@ import contextlib
 from urllib.parse import urlsplit
 
 from contracts.keys import BadPath, normalize_path
-from edge.flights import META_HEADER, PEER_HEADER, VIA
+from edge.flights import META_HEADER, PEER_HEADER, STREAM_HEADER, VIA
 from edge.http.cachekey import object_key
 from edge.http.cachestatus import cache_status
 from edge.http.revalidate import also_invalidated, invalidates
 from edge.http.storage import strip_hop_by_hop
-from edge.origin_client.base import OriginError
+from edge.origin_client.base import OriginError, OriginResponse
+from edge.origin_client.framing import end_check
 from edge.server.protocol import CLOSE, HttpConnection, Request, status_line
 
 PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-encoding",
-                       "content-length", META_HEADER})
+                       "content-length", META_HEADER, STREAM_HEADER})
 NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -51,7 +52,6 @@ class PassThrough:
                if k not in ("host", "content-length", PEER_HEADER, "expect")}
         fwd["via"] = f"{fwd['via']}, {VIA}" if "via" in fwd else VIA
         query = req.query if self.origin.kind == "http" else ""
-        word = "pass"
         cs = cache_status(hit=False, fwd=why)
         try:
             resp = await self.origin.fetch(req.method, npath, query, fwd, req.body or None)
@@ -59,14 +59,21 @@ class PassThrough:
             self.simple(conn, req, e.status, e.reason, "error",
                         cs=cache_status(hit=False, fwd=why, detail="origin-error"))
             return
-        try:
-            if invalidates(req.method, resp.status):
+        if invalidates(req.method, resp.status):
+            with contextlib.suppress(Exception):
+                self.store.remove_object(key)
+            self.hit_for_pass.pop(key, None)
+            for other in self._also_invalidated(resp.headers):
                 with contextlib.suppress(Exception):
-                    self.store.remove_object(key)
-                self.hit_for_pass.pop(key, None)
-                for other in self._also_invalidated(resp.headers):
-                    with contextlib.suppress(Exception):
-                        self.store.remove_object(other)
+                    self.store.remove_object(other)
+        await self.relay(conn, req, resp, cs, "pass")
+
+    async def relay(self, conn: HttpConnection, req: Request, resp: OriginResponse, cs: str,
+                    word: str) -> None:
+        """Stream an origin answer to the client as it arrives (chunked when the origin gave
+        no length, close-delimited for HTTP/1.0); nothing is stored. A body the origin cuts
+        short cuts the client's response too."""
+        try:
             status = resp.status
             parts = [status_line(status)]
             for k, v in strip_hop_by_hop(resp.headers).items():
@@ -90,6 +97,7 @@ class PassThrough:
             parts.append(b"\r\n")
             conn.write_head(b"".join(parts))
             if not no_body:
+                whole = end_check(resp)
                 got = 0
                 async for data in resp.iter_body():
                     await conn.drain()
@@ -98,16 +106,18 @@ class PassThrough:
                     else:
                         conn.write(data)
                     got += len(data)
+                if not whole() or clen is not None and got != clen:
+                    raise OriginError("unreachable", "origin body short")
                 if chunked:
                     conn.write(b"0\r\n\r\n")
-                elif clen is not None and got != clen:
-                    raise OriginError("unreachable", "origin body short")
-            resp.release()
+            resp.release()  # an unread body (a GET relayed to a HEAD) closes the connection
         except (OriginError, ConnectionError, OSError):
             resp.close()
             conn.abort()
             self._log(conn, req, resp.status, "error")
             return
+        except BaseException:
+            resp.close()
+            raise
         self._log(conn, req, status, word)
         conn.finish()
-

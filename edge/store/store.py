@@ -278,6 +278,18 @@ class Store:
             self._writing[meta.key] = self._writing.get(meta.key, 0) + 1
         return ChunkWriter(self, meta, index, end - start, keep=self.memory.fits(end - start))
 
+    def new_stream_writer(self, key: str, index: int) -> ChunkWriter:
+        """A writer for chunk ``index`` of an object whose length is not known yet (an origin
+        body without Content-Length): it accepts up to one chunk size of bytes into a temp
+        file; ``bind(meta)`` once the body has ended, then ``put_meta`` and ``commit``.  Until
+        then nothing is visible, so a body cut short leaves only temp garbage."""
+        if index < 0:
+            raise IndexError(f"chunk {index} out of range")
+        with self._lock:
+            self._writing[key] = self._writing.get(key, 0) + 1
+        placeholder = ObjectMeta(key=key, size=(index + 1) * self._cs)
+        return ChunkWriter(self, placeholder, index, self._cs, keep=False)
+
     def _writer_done(self, key: str) -> None:
         with self._lock:
             n = self._writing.get(key, 0) - 1

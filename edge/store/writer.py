@@ -69,6 +69,17 @@ class ChunkWriter:
         if self._keep is not None:
             self._keep.append(bytes(data))
 
+    def bind(self, meta: ObjectMeta) -> None:
+        """Give a writer opened before its object's length was known (an origin body without
+        Content-Length, ``Store.new_stream_writer``) the object's final meta: the chunk is
+        checked against that meta's bounds and carries its version from now on."""
+        start, end = self._store.chunk_bounds(meta, self.index)
+        if meta.key != self.meta.key:
+            raise ValueError("a stream writer cannot change its object key")
+        self.meta = meta
+        self.version = meta.version
+        self.length = end - start
+
     def commit(self) -> bool:
         """Make the chunk visible if it is complete and its object still has this version.
         False (and nothing visible) otherwise.  Raises DiskFull if fsync/rename hit ENOSPC."""

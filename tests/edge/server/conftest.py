@@ -8,6 +8,8 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -34,6 +36,9 @@ class Obj:
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200
     honor_range: bool = True
+    # "length": Content-Length; "chunked": Transfer-Encoding: chunked; "close": no length,
+    # the body ends when the connection closes. The last two ignore Range (a dynamic origin)
+    framing: str = "length"
 
 
 def payload(n: int, seed: int = 1) -> bytes:
@@ -149,7 +154,7 @@ class OriginServer:
         status = obj.status
         rng = req.headers.get("Range")
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
-        if m and obj.honor_range and status == 200:
+        if m and obj.honor_range and status == 200 and obj.framing == "length":
             a = int(m.group(1))
             b = min(int(m.group(2)) + 1 if m.group(2) else len(body), len(body))
             if a >= len(body):
@@ -157,7 +162,13 @@ class OriginServer:
             headers["Content-Range"] = f"bytes {a}-{b - 1}/{len(body)}"
             body, status = body[a:b], 206
         resp = web.StreamResponse(status=status, headers=headers)
-        resp.content_length = len(body)
+        if obj.framing == "chunked":
+            resp.enable_chunked_encoding()
+        elif obj.framing == "close":
+            resp._length_check = False  # neither a length nor chunked: close-delimited
+            resp.force_close()
+        else:
+            resp.content_length = len(body)
         await resp.prepare(req)
         if req.method == "HEAD":
             return resp
@@ -169,6 +180,10 @@ class OriginServer:
                 await self._release.wait()
             if req.path in self.fail_mid and sent >= len(body) // 2:
                 assert req.transport is not None
+                if obj.framing == "close":  # a reset: a FIN would end the body cleanly
+                    sock = req.transport.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
                 req.transport.abort()
                 return resp
         await resp.write_eof()
