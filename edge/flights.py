@@ -622,14 +622,15 @@ class Flights:
         spooled chunk by chunk into temp files; once it has ended cleanly, write the meta
         and commit the chunks (nothing at all if it was cut short or grew past the disk
         tier). Requests arriving meanwhile join the flight (``streams``)."""
+        limit = getattr(getattr(self.store, "disk", None), "capacity", 0)
+        if not self.storing or limit <= 0 or getattr(self.store, "disk_full", False):
+            return self._pass(resp, "not storing now", hit_for_pass=False)
         skey = primary_of(key)
         pointer = None
         if fields:
             skey, pointer = plan_variant(self.store, key, fields, req, t_resp)
-        storing = self.storing and not getattr(self.store, "disk_full", False)
-        limit = getattr(getattr(self.store, "disk", None), "capacity", 0)
         fl = StreamFlight(key, self.chunk_size, headers, vary_values(fields, req), limit,
-                          (lambda i: self.store.new_stream_writer(skey, i)) if storing else None)
+                          lambda i: self.store.new_stream_writer(skey, i))
         self.streams[key] = fl
         res = HeadResult(HeadKind.STREAM, stream=fl)
         saved.set_result(None)
@@ -642,7 +643,10 @@ class Flights:
                 async for data in resp.iter_body():
                     self.stats.origin_bytes += len(data)
                     fl.feed(data)
-                    await fl.room()
+                    if not await fl.room():
+                        resp.close()
+                        fl.fail("relayed body without readers")
+                        return res
                     if not fl.storing and self.streams.get(key) is fl:
                         del self.streams[key]  # relayed only: late comers fetch for themselves
             except OriginError as e:

@@ -30,6 +30,7 @@ from edge.origin_client.base import Headers
 
 READ_MAX = 256 * 1024
 PENDING_WRITES = 2  # segments written concurrently before the origin read waits
+JOIN_WAIT = 1.0  # relaying: seconds to wait for a first reader before giving the fetch up
 
 
 class StreamFailed(Exception):
@@ -62,6 +63,7 @@ class StreamFlight:
         self.error: StreamFailed | None = None
         self.readers: dict[int, int] = {}  # reader id -> the next offset it asked for
         self._rid = 0
+        self.ever_joined = False
         self.stop_reason = ""
         self._progress: asyncio.Future[None] | None = None
         self._moved: asyncio.Future[None] | None = None  # a reader advanced (relay mode)
@@ -96,7 +98,7 @@ class StreamFlight:
 
     def _trim(self) -> None:
         """Relaying: drop the segments every reader has passed (the previous one is kept)."""
-        if self.storing:
+        if self.storing or not self.ever_joined:
             return
         cur = self.size // self.cs
         low = cur - 1
@@ -135,17 +137,29 @@ class StreamFlight:
         self.mem.pop(i, None)  # readers continue from the file
         self.close_if_idle()
 
-    async def room(self) -> None:
+    async def room(self) -> bool:
         """Backpressure before the next origin read: while storing, wait while too many
         segments are still being written; while relaying, wait until every reader has
-        reached the segment being filled (memory stays at about two segments)."""
+        reached the segment being filled (memory stays at about two segments). False: the
+        body is only relayed and nobody reads it any more (or nobody came): stop fetching."""
         while len(self.writes) >= PENDING_WRITES:
             await next(iter(self.writes.values()))
-        while not self.storing and self.readers and self.error is None:
+        while not self.storing and self.error is None:
+            if not self.readers:
+                if self.ever_joined:
+                    return False
+                self._moved = asyncio.get_running_loop().create_future()
+                try:
+                    async with asyncio.timeout(JOIN_WAIT):
+                        await self._moved
+                except TimeoutError:
+                    return bool(self.readers)
+                continue
             if min(self.readers.values()) >= (self.size // self.cs) * self.cs:
-                return
+                return True
             self._moved = asyncio.get_running_loop().create_future()
             await self._moved
+        return True
 
     def _reader_moved(self) -> None:
         f = self._moved
@@ -230,6 +244,8 @@ class StreamFlight:
     def join(self) -> int:
         self._rid += 1
         self.readers[self._rid] = 0
+        self.ever_joined = True
+        self._reader_moved()
         return self._rid
 
     def leave(self, rid: int) -> None:

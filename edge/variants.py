@@ -6,6 +6,11 @@ normalised values of those fields; the URL's own key then holds a small *pointer
 and looks that up. Purging or invalidating the URL removes the pointer; the next response
 creates a pointer with a new generation, so variants stored before are never reachable again
 (they age out of the cache like any unused entry).
+
+A soft purge of the URL marks the pointer soft-purged with the time of the purge: every
+variant stored before that time is then handed out soft-purged (revalidated with a
+conditional request before use, a 304 refreshing it), like a soft-purged plain object;
+variants stored or revalidated after it are used as they are.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import os
 from typing import Any
 
 from edge.http.cachekey import vary_values
+from edge.store.meta import VARY_GEN as GEN
+from edge.store.meta import VARY_POINTER as POINTER
+from edge.store.meta import VARY_PURGED as PURGED
 from edge.store.meta import ObjectMeta
 
-POINTER = "\x00vary"  # not a header name: marks a pointer meta's vary table
-GEN = "\x00gen"
 SEP = "\x1f"
 
 
@@ -40,10 +46,22 @@ def resolve(store: Any, key: str, req: dict[str, str]) -> tuple[str, ObjectMeta 
     meta = store.get_meta(key)
     if meta is None or POINTER not in meta.vary:
         return key, meta
-    if meta.soft_purged:  # a soft purge of a varying URL: refetch its variants
+    purged_at = meta.vary.get(PURGED) if meta.soft_purged else None
+    if meta.soft_purged and purged_at is None:  # soft-purged without a time: refetch
         return key, None
     vkey = variant_key(key, meta.vary[GEN], meta.vary[POINTER].split(","), req)
-    return vkey, store.get_meta(vkey)
+    vmeta = store.get_meta(vkey)
+    if (purged_at is not None and vmeta is not None and not vmeta.soft_purged
+            and vmeta.response_time <= _float(purged_at)):
+        vmeta = vmeta.replace(soft_purged=True)  # stored before the purge: revalidate it
+    return vkey, vmeta
+
+
+def _float(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        return float("inf")
 
 
 def plan_variant(store: Any, key: str, fields: list[str], req: dict[str, str],
@@ -54,7 +72,8 @@ def plan_variant(store: Any, key: str, fields: list[str], req: dict[str, str],
     cur = store.get_meta(primary)
     joined = ",".join(fields)
     if (cur is not None and POINTER in cur.vary and cur.vary[POINTER] == joined
-            and not cur.soft_purged):
+            and (not cur.soft_purged or PURGED in cur.vary)):
+        # (a soft-purged pointer is kept: its other variants are revalidated, not lost)
         return variant_key(primary, cur.vary[GEN], fields, req), None
     gen = os.urandom(4).hex()
     pointer = ObjectMeta(key=primary, size=0, status=200, headers={}, request_time=now,

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT = 1
+# A Vary *pointer* (edge.variants) keeps its own table in ``vary`` under names no header can
+# have: the varying fields, the generation of its variant keys, and when it was soft-purged.
+VARY_POINTER = "\x00vary"
+VARY_GEN = "\x00gen"
+VARY_PURGED = "\x00purged"
 
 
 @dataclass(slots=True)

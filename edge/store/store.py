@@ -41,7 +41,7 @@ from edge.store.fsio import (
 from edge.store.janitor import Janitor
 from edge.store.journal import POLL_INTERVAL, Journal
 from edge.store.layout import META_NAME, Layout, parse_chunk_name
-from edge.store.meta import ObjectMeta
+from edge.store.meta import VARY_POINTER, VARY_PURGED, ObjectMeta
 from edge.store.refs import ChunkRef, Entry
 from edge.store.tiers import PolicyTier
 from edge.store.writer import ChunkWriter
@@ -645,7 +645,10 @@ class Store:
         m = self._objs[key].meta if key in self._objs else self._read_meta_file(key)
         if m is None:
             return 0
-        if not m.soft_purged:
+        if VARY_POINTER in m.vary:  # a varying URL: its variants stored until now go stale
+            vary = {**m.vary, VARY_PURGED: repr(time.time())}
+            self.put_meta(m.replace(soft_purged=True, vary=vary))
+        elif not m.soft_purged:
             self.put_meta(m.replace(soft_purged=True))
         return 1
 

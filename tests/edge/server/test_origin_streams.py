@@ -205,3 +205,30 @@ async def test_uncacheable_with_a_client_range_is_still_answered_by_the_origin(
     r = await fetch(client, edge.url + "/ur", headers={"Range": "bytes=10-19"})
     assert r.status == 206 and r.body == body[10:20]
     assert r.headers["content-range"] == f"bytes 10-19/{len(body)}"
+
+
+async def test_varying_stream_is_stored_as_its_variant(origin, make_edge, client):
+    body = payload(CHUNK + 77)
+    origin.put("/vs.ts", body, headers={**CC, "Vary": "Accept-Encoding"}, framing="chunked")
+    edge = make_edge(origin.url)
+    r = await fetch(client, edge.url + "/vs.ts", headers={"Accept-Encoding": "gzip"})
+    assert r.body == body and r.headers.get("transfer-encoding") == "chunked"
+    edge.settle()
+    r = await fetch(client, edge.url + "/vs.ts", headers={"Accept-Encoding": "gzip"})
+    assert r.cache.startswith("edgecdn; hit") and r.body == body
+    r = await fetch(client, edge.url + "/vs.ts", headers={"Accept-Encoding": "br"})
+    assert "hit" not in r.cache.split("; ") and r.body == body
+    assert origin.count("/vs.ts") == 2
+
+
+async def test_stream_while_the_disk_is_full_is_relayed_once(origin, make_edge, client):
+    body = payload(2 * CHUNK)
+    origin.put("/full.ts", body, headers=CC, framing="chunked")
+    edge = make_edge(origin.url)
+    edge.node.store._disk_full = True  # as after an ENOSPC: the store says so
+    edge.node.store._full_retry_at = float("inf")
+    r = await fetch(client, edge.url + "/full.ts")
+    assert r.status == 200 and r.body == body and origin.count("/full.ts") == 1
+    assert "hit" not in r.cache.split("; ")
+    edge.settle()
+    assert edge.call(edge.node.store.get_meta, "/full.ts") is None
