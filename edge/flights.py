@@ -132,7 +132,8 @@ class HeadResult:
     reason: str = ""
     stream: StreamFlight | None = None
     resp: OriginResponse | None = None  # PASS: the open origin answer, for one waiter to relay
-    hit_for_pass: bool = True  # PASS: the URL is not cacheable (False: a peer's stream)
+    hit_for_pass: bool = True  # PASS: the URL is not cacheable
+    peer_stream: bool = False  # PASS: the owner worker streams (and stores) it: ask it again
 
     def claim(self) -> OriginResponse | None:
         """The open origin answer for the first waiter that asks (None for the others)."""
@@ -531,8 +532,10 @@ class Flights:
             raw = rh.get(META_HEADER)
             if raw is None:  # the owner relays it: an uncacheable answer, or a stream it stores
                 stream = rh.get(STREAM_HEADER) == "1"
-                return self._pass(resp, "peer streams it" if stream else "peer answer not "
-                                  "cacheable", hit_for_pass=not stream)
+                res = self._pass(resp, "peer streams it" if stream else "peer answer not "
+                                 "cacheable", hit_for_pass=not stream)
+                res.peer_stream = stream
+                return res
             try:
                 meta = ObjectMeta.from_json(raw)
             except ValueError:
@@ -674,29 +677,30 @@ class Flights:
             if self.streams.get(key) is fl:
                 del self.streams[key]
             fl.stop_storing("done")  # writers not committed are dropped
+            fl.held = False
             fl.close_if_idle()
         return res
 
     async def _commit_stream(self, fl: StreamFlight, meta: ObjectMeta,
                              pointer: ObjectMeta | None) -> None:
-        """Meta first, then every chunk (bound to the meta's version, length checked)."""
+        """Chunks bound to the meta's version (length checked) and placed, then the meta:
+        other workers that see the meta find the chunks (Store.commit_stream)."""
+        writers = [w for _, w in sorted(fl.writers.items())]
+        fl.writers.clear()  # committed or aborted by commit_stream, never by stop_storing
         try:
-            for w in fl.writers.values():
+            for w in writers:
                 w.bind(meta)
-            if pointer is not None:
-                await asyncio.to_thread(self.store.put_meta, pointer)
-            await asyncio.to_thread(self.store.put_meta, meta)
-            for i, w in sorted(fl.writers.items()):
-                if self.store.should_store(meta, i):
-                    if not await asyncio.to_thread(w.commit):
-                        self.stats.store_failures += 1
-                else:
-                    w.abort()
+            n = await asyncio.to_thread(self.store.commit_stream, meta, writers, pointer)
+            if n < len(writers):
+                self.stats.store_failures += 1
         except OSError:
             self.stats.disk_full_since = self.clock()
         except Exception:
             self.stats.store_failures += 1
             log.exception("storing a streamed body failed")
+        finally:
+            for w in writers:
+                w.abort()  # a no-op once committed
 
     async def revalidate_in_background(self, meta: ObjectMeta, path: str, query: str,
                                        req: Headers) -> None:

@@ -64,6 +64,7 @@ class StreamFlight:
         self.readers: dict[int, int] = {}  # reader id -> the next offset it asked for
         self._rid = 0
         self.ever_joined = False
+        self.held = True  # still listed for new readers (until stored): keep the fds open
         self.stop_reason = ""
         self._progress: asyncio.Future[None] | None = None
         self._moved: asyncio.Future[None] | None = None  # a reader advanced (relay mode)
@@ -255,7 +256,8 @@ class StreamFlight:
 
     def close_if_idle(self) -> None:
         """Release the read fds and memory once the body is over and nobody reads it."""
-        if self.readers or self.writes or not (self.ended or self.error is not None):
+        if (self.readers or self.writes or self.held
+                or not (self.ended or self.error is not None)):
             return
         self._closed = True
         for fd in self.fds.values():

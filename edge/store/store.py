@@ -361,6 +361,63 @@ class Store:
             self._janitor.submit(self._unlink_victims, victims)
         return True
 
+    def commit_stream(self, meta: ObjectMeta, writers: list[ChunkWriter],
+                      pointer: ObjectMeta | None = None) -> int:
+        """Store an object whose length was known only at its end (stream writers, already
+        bound to ``meta``): its chunks are renamed into place first, then its meta (and the
+        Vary pointer) written, so a worker that sees the meta finds every admitted chunk at
+        once.  A crash in between leaves chunk files that no meta names (the loader removes
+        them); a chunk of the wrong length is never placed.  Returns the chunks stored.
+        Blocking: call it in a thread."""
+        placed: list[tuple[int, str, int]] = []
+        hook = self.cfg.fault_hook
+        try:
+            for w in writers:
+                if (w.state != "open" or w.written != w.length or w.version != meta.version
+                        or w.meta.key != meta.key or not self.should_store(meta, w.index)):
+                    w.abort()
+                    continue
+                final = self.layout.chunk_path(meta.key, meta.version, w.index)
+                if self.cfg.fsync:
+                    if hook:
+                        hook("fsync", w.tmp_path)
+                    os.fsync(w._fd)
+                w._close_fd()
+                if hook:
+                    hook("rename", final)
+                replace_into(w.tmp_path, final)
+                w.state = "committed"
+                w._release()
+                placed.append((w.index, final, w.length))
+            if placed and self.cfg.fsync:
+                fsync_dir(self.layout.object_dir(meta.key))
+            if pointer is not None:
+                self.put_meta(pointer)
+            self.put_meta(meta)
+        except BaseException as e:
+            for w in writers:
+                w.abort()
+            for _, final, _ in placed:
+                unlink_quiet(final)
+            if is_disk_full(e) and not isinstance(e, DiskFull):
+                self._note_disk_full()
+                raise DiskFull(e.errno, f"disk full storing a stream: {e.strerror}") from e
+            raise
+        victims: list[tuple[str, str]] = []
+        with self._lock:
+            e = self._objs.get(meta.key)
+            if e is None or e.version != meta.version:
+                return 0  # purged or replaced right after: the janitor removes the files
+            for index, final, length in placed:
+                e.chunks[index] = ChunkRef(final, length)
+                ck = chunk_key(meta.key, index)
+                if self._owned(ck) and self.disk.fits(length):
+                    victims += self._drop_victims_locked(self.disk.insert(ck, length, final))
+            self.counters["commits"] += len(placed)
+        if victims:
+            self._janitor.submit(self._unlink_victims, victims)
+        return len(placed)
+
     def purge(self, key: str | None = None, prefix: str | None = None, soft: bool = False) -> int:
         """Purge one key and/or every key under prefix; returns how many objects matched.
         Hard: meta and chunks removed.  Soft: marked stale (revalidate before serving).

@@ -307,6 +307,9 @@ async def fetch(session: aiohttp.ClientSession, url: str, method: str = "GET",
 
 
 # ---- edges as real processes -------------------------------------------------------------
+_READY = re.compile(r"(?=edge \S+ worker \d+ pid \d+ ready on )")
+
+
 class EdgeProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.args = args
@@ -329,7 +332,9 @@ class EdgeProcess:
             self._cv.notify_all()
 
     def ready_lines(self) -> list[str]:
-        return [x for x in self.lines if " ready on " in x]
+        """One entry per worker's ready message (two workers' messages can share a line: a
+        print writes its text and its newline separately)."""
+        return [m for x in self.lines for m in _READY.split(x) if " ready on " in m]
 
     def wait_ready(self, n: int = 1, timeout: float = 30.0) -> list[str]:
         """Block until n 'ready on' lines in all (one per worker start) were printed."""

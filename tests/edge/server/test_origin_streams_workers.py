@@ -1,0 +1,43 @@
+"""--workers 2: a body without a length is fetched by the chunk owner and streamed to both."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.conftest import free_port
+from tests.edge.server.conftest import CHUNK, EdgeProcess, payload
+from tests.edge.server.test_processes import _args
+
+CC = {"Cache-Control": "max-age=600", "ETag": '"w"'}
+
+
+async def test_two_workers_stream_one_unknown_length_body_and_store_it(origin, edge_procs,
+                                                                       tmp_path):
+    body = payload(5 * CHUNK + 11, 4)
+    origin.put("/wc.ts", body, headers=CC, framing="chunked")
+    origin.delay = 0.05
+    port = free_port()
+    e = EdgeProcess(_args(origin.url, tmp_path / "cache", port, "--workers", "2"))
+    edge_procs.append(e)
+    e.wait_ready(2)
+    url = f"http://127.0.0.1:{port}/wc.ts"
+
+    async def one() -> tuple[bytes, str]:
+        async with aiohttp.ClientSession() as s:  # a new connection each: spread over workers
+            async with s.get(url) as r:
+                assert r.status == 200
+                return await r.read(), r.headers.get("cache-status", "")
+
+    got = await asyncio.gather(*(one() for _ in range(16)))
+    assert all(g == body for g, _ in got)
+    # one origin fetch: the owner's; the other worker reads along through the owner
+    assert origin.count("/wc.ts") == 1, origin.requests
+    for _ in range(20):  # the owner stores it: every later request, on either worker, hits
+        if all("hit" in c for _, c in await asyncio.gather(*(one() for _ in range(4)))):
+            break
+        await asyncio.sleep(0.1)
+    got = await asyncio.gather(*(one() for _ in range(8)))
+    assert all(g == body and c.startswith("edgecdn; hit") for g, c in got), got[0][1]
+    assert origin.count("/wc.ts") == 1
