@@ -10,6 +10,11 @@ FlightFailed, which makes the server close their connection mid-body.
 A HeadFlight is the one request per object that learns (or revalidates) its meta: it asks
 for the first chunk the client needs with a Range header (plus If-None-Match/If-Modified-Since
 when revalidating) and, when the answer is storable, feeds that chunk's flight with the body.
+A storable 200 without a length (chunked or close-delimited) becomes a StreamFlight
+(edge.stream_flight) that every waiter, and every request arriving meanwhile, reads along;
+it is stored once it has ended whole. An answer that is not storable is handed, still open,
+to one waiter to relay (PASS with ``resp``) when it is the whole representation, so the first
+request for an uncacheable URL costs one origin request.
 """
 
 from __future__ import annotations
@@ -690,9 +695,7 @@ class Flights:
         try:
             for w in writers:
                 w.bind(meta)
-            n = await asyncio.to_thread(self.store.commit_stream, meta, writers, pointer)
-            if n < len(writers):
-                self.stats.store_failures += 1
+            await asyncio.to_thread(self.store.commit_stream, meta, writers, pointer)
         except OSError:
             self.stats.disk_full_since = self.clock()
         except Exception:

@@ -228,7 +228,7 @@ class StreamFlight:
                 i, off = divmod(pos, self.cs)
                 seg = self.mem.get(i)
                 if seg is not None and len(seg) > off:
-                    return bytes(seg[off:off + READ_MAX])
+                    return bytes(memoryview(seg)[off:off + READ_MAX])
                 fd = self.fds.get(i)
                 if fd is not None:
                     n = min(READ_MAX, self.cs - off, self.size - pos)

@@ -1,4 +1,5 @@
-"""--workers 2: a body without a length is fetched by the chunk owner and streamed to both."""
+"""Real edge processes: --workers 2 stream one unknown-length body fetched by the chunk owner;
+a kill -9 mid-stream keeps nothing of it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,31 @@ async def test_two_workers_stream_one_unknown_length_body_and_store_it(origin, e
     got = await asyncio.gather(*(one() for _ in range(8)))
     assert all(g == body and c.startswith("edgecdn; hit") for g, c in got), got[0][1]
     assert origin.count("/wc.ts") == 1
+
+
+async def test_kill9_mid_stream_stores_nothing_partial(origin, edge_procs, tmp_path):
+    body = payload(4 * CHUNK + 3, 5)
+    origin.put("/k.ts", body, headers=CC, framing="chunked")
+    origin.held.add("/k.ts")  # one piece, then the origin waits
+    port = free_port()
+    cache = tmp_path / "cache"
+    e = EdgeProcess(_args(origin.url, cache, port))
+    edge_procs.append(e)
+    e.wait_ready()
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET /k.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+    assert b"transfer-encoding: chunked" in head
+    assert await asyncio.wait_for(r.read(100), 10)  # bytes are flowing: mid-stream
+    e.kill9()
+    w.close()
+    origin.held.discard("/k.ts")
+    origin.release()
+    e2 = EdgeProcess(_args(origin.url, cache, port))
+    edge_procs.append(e2)
+    e2.wait_ready()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/k.ts") as resp:
+            got, cs = await resp.read(), resp.headers["cache-status"]
+    assert got == body and cs == "edgecdn; fwd=miss"  # nothing of the cut stream was kept
+    assert origin.count("/k.ts") == 2
