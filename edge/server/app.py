@@ -76,9 +76,7 @@ _COMPUTED = frozenset({
     "transfer-encoding", "keep-alive", "content-type", META_HEADER,
 })
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
-# a request with these is not answered with the fill's own unconditional, whole answer
-_NOT_RELAYED = frozenset({"range", "if-range", "if-match", "if-none-match",
-                          "if-modified-since", "if-unmodified-since"})
+PEER_STREAM_TRIES = 16  # rounds a waiter asks the owner worker for its stream again
 # request headers that need the general path (conditionals, ranges, client cache directives,
 # credentials, peer requests)
 assert PEER_FILL_HEADER in HOT_BLOCKERS and PEER_HEADER in HOT_BLOCKERS
@@ -370,7 +368,8 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         return v
 
     async def miss(self, conn: HttpConnection, req: Request, npath: str, query: str, key: str,
-                   meta: ObjectMeta | None, fr: Freshness | None, peer: bool) -> None:
+                   meta: ObjectMeta | None, fr: Freshness | None, peer: bool,
+                   tries: int = 0) -> None:
         h = req.headers
         fl = self.flights.streams.get(key)
         if fl is not None and fl.from_start and (not fl.vary or vary_matches(fl.vary, h)):
@@ -433,10 +432,17 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
                     self.hit_for_pass.clear()
                 self.hit_for_pass[key] = now + self.cfg.origin.hit_for_pass
             why = "uri-miss" if res.hit_for_pass else "miss"
-            resp = res.claim() if h.keys().isdisjoint(_NOT_RELAYED) else None
-            if resp is not None:  # the answer the fill got: no second origin request
-                await self.relay(conn, req, resp, cache_status(hit=False, fwd=why,
-                                                                 collapsed=joined), "pass")
+            # the whole answer the fill got serves this request (no second origin request)
+            # unless it asked for a range (a peer worker's chunk range: the whole will do)
+            resp = res.claim() if "range" not in h or peer else None
+            if resp is not None:
+                await self._relay_claimed(conn, req, resp, cache_status(
+                    hit=False, fwd=why, collapsed=joined))
+                return
+            if res.peer_stream and tries < PEER_STREAM_TRIES:
+                # another waiter relays the owner worker's stream: ask the owner again (it
+                # lets us read along), not the origin
+                await self.miss(conn, req, npath, query, key, meta, fr, peer, tries + 1)
                 return
             await self.passthrough(conn, req, npath, key, why)
             return
@@ -450,6 +456,27 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         self.simple(conn, req, res.status, res.reason or "origin failed", "error",
                     cs=cache_status(hit=False, fwd="miss", fwd_status=res.status,
                                     detail="origin-error"))
+
+    async def _relay_claimed(self, conn: HttpConnection, req: Request, resp: Any,
+                             cs: str) -> None:
+        """Relay the fill's own (whole, unconditional) answer, this request's preconditions
+        evaluated against it as the origin would have (RFC 9110 §13.2.2)."""
+        h = req.headers
+        if ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
+                or "if-unmodified-since" in h):
+            rh = resp.headers
+            pre = evaluate_preconditions(req.method, h, rh.get("etag"),
+                                         parse_http_date(rh.get("last-modified")),
+                                         date=parse_http_date(rh.get("date")))
+            if pre is not Precondition.PROCEED:
+                resp.close()
+                if pre is Precondition.PRECONDITION_FAILED:
+                    self.simple(conn, req, 412, "precondition failed", "pass", cs=cs)
+                    return
+                kept = {k: v for k, v in rh.items() if not k.startswith("content-")}
+                self.respond(conn, req, 304, kept, b"", cs, "pass")
+                return
+        await self.relay(conn, req, resp, cs, "pass")
 
     async def serve_stream(self, conn: HttpConnection, req: Request, fl: StreamFlight, cs: str,
                            word: str, peer: bool) -> None:

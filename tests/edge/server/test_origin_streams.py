@@ -232,3 +232,19 @@ async def test_stream_while_the_disk_is_full_is_relayed_once(origin, make_edge, 
     assert "hit" not in r.cache.split("; ")
     edge.settle()
     assert edge.call(edge.node.store.get_meta, "/full.ts") is None
+
+
+async def test_uncacheable_first_conditional_request_is_answered_from_the_one_fetch(
+        origin, make_edge, client):
+    body = payload(100)
+    origin.put("/uc", body, headers={"Cache-Control": "private", "ETag": '"e1"'})
+    edge = make_edge(origin.url)
+    r = await fetch(client, edge.url + "/uc", headers={"If-None-Match": '"e1"'})
+    assert r.status == 304 and r.body == b"" and r.headers["etag"] == '"e1"'
+    assert origin.count("/uc") == 1
+    origin.put("/uc2", body, headers={"Cache-Control": "no-store", "ETag": '"e2"'})
+    r = await fetch(client, edge.url + "/uc2", headers={"If-Match": '"other"'})
+    assert r.status == 412 and origin.count("/uc2") == 1
+    origin.put("/uc3", body, headers={"Cache-Control": "no-store", "ETag": '"e3"'})
+    r = await fetch(client, edge.url + "/uc3", headers={"If-None-Match": '"old"'})
+    assert r.status == 200 and r.body == body and origin.count("/uc3") == 1

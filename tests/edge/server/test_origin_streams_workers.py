@@ -70,3 +70,20 @@ async def test_kill9_mid_stream_stores_nothing_partial(origin, edge_procs, tmp_p
             got, cs = await resp.read(), resp.headers["cache-status"]
     assert got == body and cs == "edgecdn; fwd=miss"  # nothing of the cut stream was kept
     assert origin.count("/k.ts") == 2
+
+
+async def test_two_workers_first_request_for_uncacheable_urls_costs_one_origin_request(
+        origin, edge_procs, tmp_path):
+    port = free_port()
+    e = EdgeProcess(_args(origin.url, tmp_path / "cache", port, "--workers", "2"))
+    edge_procs.append(e)
+    e.wait_ready(2)
+    paths = [f"/private/{i}" for i in range(8)]  # chunk 0 of these is owned by either worker
+    for i, p in enumerate(paths):
+        origin.put(p, payload(1000 + i, i), headers={"Cache-Control": "private"})
+    for i, p in enumerate(paths):
+        async with aiohttp.ClientSession() as s:  # a new connection each: spread over workers
+            async with s.get(f"http://127.0.0.1:{port}{p}") as r:
+                assert r.status == 200 and await r.read() == payload(1000 + i, i)
+                assert r.headers["cache-status"].startswith("edgecdn; fwd=uri-miss")
+        assert origin.count(p) == 1, (p, origin.requests)
