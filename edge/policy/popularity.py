@@ -30,6 +30,16 @@ duel at the door, since their popularity is already estimated, and a segment tha
 again gets a larger protected share (``PROTECTED_RATIO_VOD``); opaque keys (any other trace,
 playlists) take the W-TinyLFU path unchanged.
 
+Viewers on their way.  A steady rate says nothing about *when*, and in VOD the when is often
+known: a viewer who has just asked for segment n-j of a stream will ask for segment n about j
+segment gaps later (sessions play in order, in real time).  The policy keeps, per (title,
+rendition), when each position was last asked for, and learns the usual gap (in requests)
+between a viewer's consecutive segments.  A segment with a viewer behind it who has not yet
+reached it gets the rate 1/d of a request due in about d requests, as Belady would (keep what
+is needed soonest).  This is interval caching (Dan and Sitaram, 1996) without sessions: it
+keeps the run of segments between two viewers of the same stream.  At the door the requester
+is himself one gap behind, so there only viewers well short of their ETA count.
+
 The constants below were tuned with ``edgecdn bench trace`` on the shared traces and the
 synthetic VOD workload (bench/workloads.py) at 1%, 5% and 10% of unique bytes.
 """
@@ -52,10 +62,18 @@ MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer m
 SAMPLE_TTL = 64  # requests a cached sample of victim scores stays valid
 SAMPLE = 128  # probation entries examined for the least popular victim
 MIX = 0.65  # weight of the VOD model in a segment's score (the rest: its own count)
+FOLLOW_BACK = 12  # positions behind a segment searched for a viewer still on his way to it
+FOLLOW_P = 1.0  # chance such a viewer does reach it (he may abandon first)
+FOLLOW_SLACK = 0.5  # a viewer is still on his way up to this many segment gaps past his ETA
+DOOR_MARGIN = 1.0  # at the door, a viewer must be at least this many gaps from his ETA
+GAP_INIT = 512.0  # requests between a viewer's consecutive segments, until measured
+GAP_EWMA = 1 / 64
 
 _WINDOW, _PROBATION, _PROTECTED = 0, 1, 2
 
 Segment = tuple[str, str, int, int]  # title, rendition, bucket, bucket width
+# ... plus the (title, rendition) stream and the segment number, for the follower signal
+_Seg = tuple[str, str, int, int, tuple[str, str], int]
 
 
 def _bucket(seg: int) -> tuple[int, int]:
@@ -67,8 +85,8 @@ def _bucket(seg: int) -> tuple[int, int]:
     return 8 + (octave - 3) * 4 + (seg - (1 << octave)) // step, step
 
 
-def parse_segment(key: str) -> Segment | None:
-    """(title, rendition, bucket, width) for a VOD segment (or chunk of one); else None."""
+def _parse(key: str) -> _Seg | None:
+    """What the policy keeps per VOD segment key: its model cell and its viewing position."""
     if not key.startswith("/titles/"):
         return None
     obj, sep, _ = key.rpartition("#")
@@ -76,7 +94,13 @@ def parse_segment(key: str) -> Segment | None:
     if ck.title is None or ck.rendition is None or ck.segment is None:
         return None
     b, width = _bucket(ck.segment)
-    return ck.title, ck.rendition, b, width
+    return ck.title, ck.rendition, b, width, (ck.title, ck.rendition), ck.segment
+
+
+def parse_segment(key: str) -> Segment | None:
+    """(title, rendition, bucket, width) for a VOD segment (or chunk of one); else None."""
+    g = _parse(key)
+    return None if g is None else g[:4]
 
 
 class PopularityPolicy(BasePolicy):
@@ -93,11 +117,15 @@ class PopularityPolicy(BasePolicy):
         # popularity
         self._freq: dict[str, int] = {}
         self._f_total = 0.0
-        self._segs: dict[str, Segment | None] = {}
+        self._segs: dict[str, _Seg | None] = {}
         self._title_pos: dict[tuple[str, int], float] = {}  # (title, bucket) -> requests
         self._rend_pos: dict[tuple[str, int], float] = {}  # (rendition, bucket) -> requests
         self._pos: dict[int, float] = {}  # bucket -> requests
         self._m_total = 0.0
+        self._last: dict[tuple[str, str], dict[int, int]] = {}  # stream -> seg -> clock
+        self._gap = GAP_INIT
+        self._before = -1
+        self._prune_at = MIN_AGE_PERIOD
         self._ops = 0
         self._ages = 0
         self._period = MIN_AGE_PERIOD
@@ -114,11 +142,11 @@ class PopularityPolicy(BasePolicy):
         self._sample: list[tuple[float, str, int]] = []
 
     # -- popularity ------------------------------------------------------------------------
-    def _segment(self, key: str) -> Segment | None:
+    def _segment(self, key: str) -> _Seg | None:
         try:
             return self._segs[key]
         except KeyError:
-            g = self._segs[key] = parse_segment(key)
+            g = self._segs[key] = _parse(key)
             return g
 
     def _record(self, key: str) -> None:
@@ -126,15 +154,18 @@ class PopularityPolicy(BasePolicy):
         freq[key] = freq.get(key, 0) + 1
         self._f_total += 1.0
         self._m_total += 1.0
+        self._clock += 1
         g = self._segment(key)
         if g is not None:
-            title, rend, b, _ = g
+            title, rend, b, _, stream, seg = g
             tp, rp, pos = self._title_pos, self._rend_pos, self._pos
             tp[title, b] = tp.get((title, b), 0.0) + 1.0
             rp[rend, b] = rp.get((rend, b), 0.0) + 1.0
             pos[b] = pos.get(b, 0.0) + 1.0
+            self._seen(stream, seg)
         self._ops += 1
-        self._clock += 1
+        if self._clock >= self._prune_at:
+            self._prune()
         if self._ops >= self._period:
             self._age()
 
@@ -155,17 +186,62 @@ class PopularityPolicy(BasePolicy):
 
     def score(self, key: str) -> float:
         """Estimated share of requests that will ask for key (higher = keep)."""
-        f = self._freq.get(key, 0) / self._f_total if self._f_total else 0.0
         g = self._segment(key)
         if g is None:
-            return f
-        title, rend, b, width = g
+            return self._freq.get(key, 0) / self._f_total if self._f_total else 0.0
+        return self._model(key, g) + self._follower(g[4], g[5])
+
+    def _model(self, key: str, g: _Seg) -> float:
+        """A segment's steady rate: its own count blended with the VOD model's estimate."""
+        f = self._freq.get(key, 0) / self._f_total if self._f_total else 0.0
+        title, rend, b, width, _, _ = g
         at_pos = self._pos.get(b, 0.0)
         if not at_pos:
             return f
         est = (self._title_pos.get((title, b), 0.0) * self._rend_pos.get((rend, b), 0.0)
                / (width * at_pos * self._m_total))
         return MIX * est + (1.0 - MIX) * f
+
+    # -- viewers on their way --------------------------------------------------------------
+    def _seen(self, stream: tuple[str, str], seg: int) -> None:
+        """Note a viewer at seg of stream; learn the usual gap between his requests."""
+        last = self._last.get(stream)
+        if last is None:
+            last = self._last[stream] = {}
+        prev = last.get(seg - 1)
+        if prev is not None and seg > 3 and last.get(seg, -1) < prev:
+            gap = self._clock - prev
+            if gap < 4 * self._gap:
+                self._gap += (gap - self._gap) * GAP_EWMA
+        self._before = last.get(seg, -1)  # for the door: who was behind before this request
+        last[seg] = self._clock
+
+    def _follower(self, stream: tuple[str, str], seg: int, t_seg: int | None = None,
+                  margin: float = -FOLLOW_SLACK) -> float:
+        """Share of requests a viewer behind seg, seen since seg was last asked for and not
+        yet due, adds: he asks for it in about d requests (Belady: keep what is needed soonest)."""
+        last = self._last.get(stream)
+        if last is None:
+            return 0.0
+        if t_seg is None:
+            t_seg = last.get(seg, -1)
+        gap, now = self._gap, self._clock
+        for j in range(1, min(FOLLOW_BACK, seg) + 1):
+            t = last.get(seg - j)
+            if t is not None and t > t_seg:
+                d = j * gap - (now - t)
+                if d > margin * gap:
+                    return FOLLOW_P / max(d, 0.25 * gap)
+        return 0.0
+
+    def _prune(self) -> None:
+        """Forget viewer positions too old to say anything (bounded memory)."""
+        horizon = self._clock - 2 * FOLLOW_BACK * self._gap
+        self._last = {
+            s: kept for s, last in self._last.items()
+            if (kept := {seg: t for seg, t in last.items() if t > horizon})
+        }
+        self._prune_at = self._clock + max(MIN_AGE_PERIOD, int(FOLLOW_BACK * self._gap))
 
     # -- admission -------------------------------------------------------------------------
     def admit(self, key: str, size: int) -> bool:
@@ -180,7 +256,15 @@ class PopularityPolicy(BasePolicy):
 
     def _door(self, key: str, need: int) -> bool:
         """Admit key only if it out-scores every object it would displace (need bytes)."""
-        mine = self.score(key)
+        g = self._segment(key)
+        if g is None:
+            mine = self.score(key)
+        else:
+            # key was asked for just now: look for viewers behind as they were before this
+            # request, and count only those well short of their ETA (the requester's own
+            # trail is one gap per segment behind him)
+            before = self._before if key == self._last_key else None
+            mine = self._model(key, g) + self._follower(g[4], g[5], before, DOOR_MARGIN)
         for theirs, _, size in self._sorted_sample():
             if theirs >= mine:
                 return False
