@@ -212,7 +212,7 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
     # ---- entry point -----------------------------------------------------------------------
     def handle(self, conn: HttpConnection, req: Request) -> None:
         self.counters.requests += 1
-        e = self.hot.get(req.target)
+        e = self.hot_lookup(req.target, conn.client)
         if e is not None and self._hot_hit(conn, req, e):
             return
         try:
@@ -610,7 +610,7 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
             cs = cache_status(hit=False, fwd="partial", stored=True,
                               ttl=view.lifetime - age)
         if (word == "hit" and status == 200 and not missing
-                and req.method == "GET" and not peer and not meta.vary and self.tokens is None
+                and req.method == "GET" and not peer and not meta.vary
                 and not conn.internal and conn.public and conn.keep_alive and not req.http10
                 and req.headers.keys().isdisjoint(HOT_BLOCKERS)):
             self._hot_put(req, meta, view, body, meta.key, npath)

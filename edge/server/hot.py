@@ -19,6 +19,7 @@ import time
 from json.encoder import encode_basestring_ascii as encode_json_str
 from typing import TYPE_CHECKING, Any
 
+from contracts.tokens import TOKEN_PARAM, TokenResult, verify
 from edge.server.protocol import HOT_BLOCKERS, HttpConnection, Request, status_line
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
@@ -33,6 +34,7 @@ def hot_log_fields(path: str, size: int) -> str:
             f'"cache":"hit"')
 
 
+_TOKEN_EQ = TOKEN_PARAM + "="
 HOT_MEMORY_MAX = 64 * 1024  # larger objects are answered from their chunk files (sendfile)
 HOT_HITS_CAP = 8  # policy hits recorded per hot entry and second, at most
 HOT_RECORD_SLICE = 256  # store.record_hit calls per loop turn
@@ -89,6 +91,29 @@ class HotPath:
     """Mixin of EdgeApp: the hot table and its answers."""
 
     # ---- hot responses: whole stored objects, plain GETs -----------------------------------
+    def hot_lookup(self, target: str, client: str) -> HotEntry | None:
+        """The prepared answer for this raw request target, if any. Where URL tokens are
+        required, every player's URL differs by its token while the answer does not: the
+        entry is found by the path when the query is just a token, and the token must
+        verify for that path and client on every request (else the general path says 403)."""
+        if self.tokens is None:  # type: ignore[attr-defined]
+            return self.hot.get(target)  # type: ignore[attr-defined]
+        path, _, query = target.partition("?")
+        if not query.startswith(_TOKEN_EQ) or "&" in query or "#" in query:
+            return None
+        e = self.hot.get(path)  # type: ignore[attr-defined]
+        if e is None or verify(query[len(_TOKEN_EQ):], e.npath, self.clock(),  # type: ignore[attr-defined]
+                               self.tokens, client) is not TokenResult.OK:  # type: ignore[attr-defined]
+            return None
+        return e
+
+    def _hot_key(self, req: Request) -> str | None:
+        """Where this request's answer is kept in the hot table (see hot_lookup)."""
+        if self.tokens is None:  # type: ignore[attr-defined]
+            return req.target
+        q = req.query
+        return req.path if q.startswith(_TOKEN_EQ) and "&" not in q else None
+
     def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
         """The whole answer to a plain GET of a stored object: one dict lookup, the same
         freshness rule (lifetime > age), the meta re-checked against the store (so a purge or
@@ -103,7 +128,7 @@ class HotPath:
         age = view.age_at + (self.clock() - view.rt)
         ttl = view.lifetime - age
         if meta is not e.meta or ttl <= 0:
-            self._hot_drop(req.target)
+            self._hot_drop(self._hot_key(req) or req.target)
             return False
         if not e.hits:
             self.hot_touched.append(e)
@@ -188,6 +213,9 @@ class HotPath:
         """Prepare the answer a general-path hit just gave: the body in memory for an object
         up to HOT_MEMORY_MAX whose chunks are all in the memory tier (smaller ones wait for
         that), from the chunk files for a larger one (sendfile on, every chunk on disk)."""
+        hkey = self._hot_key(req)
+        if hkey is None:
+            return
         for it in body:
             if type(it) is not tuple or it[3] is None:
                 return
@@ -217,8 +245,8 @@ class HotPath:
         prefix = b"".join((status_line(200), view.block,
                            f"content-type: {view.ctype}\r\n".encode("latin-1", "replace"),
                            b"content-length: %d\r\naccept-ranges: bytes\r\n" % meta.size))
-        self._hot_drop(req.target)
-        self.hot[req.target] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
+        self._hot_drop(hkey)
+        self.hot[hkey] = HotEntry(key, meta, view, prefix, data, tuple(chunks),
                                         tuple(remote), hot_log_fields(req.path, meta.size),
                                         None if items is None else tuple(items), npath)
         self.hot_bytes += len(data)

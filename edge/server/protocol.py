@@ -268,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
             raise _Reject from None
         if self._plain and not self.busy and not self.queue and self.public \
                 and not self.internal and not self.closed and method == "GET":
-            e = self.app.hot.get(target)
+            e = self.app.hot_lookup(target, self.client)
             if e is not None and p.should_keep_alive() and p.get_http_version() == "1.1" \
                     and self.app.hot_direct(self, target, e, self._t0):
                 self.last_active = self.loop.time()

@@ -78,7 +78,7 @@ class BodySender:
                 fd = self.fds.get(ref, time.monotonic())  # owned by the cache: no close
             except FileNotFoundError:
                 store.chunk_missing(meta, index)
-                self._hot_drop(req.target)  # type: ignore[attr-defined]
+                self._hot_drop(self._hot_key(req) or req.target)  # type: ignore[attr-defined]
                 body[i] = (index, off, ln, None)
                 break
             try:

@@ -11,6 +11,8 @@ import re
 import socket
 import time
 
+import pytest
+
 from contracts.logs import AccessRecord
 from tests.edge.server.conftest import CHUNK, fetch, payload
 
@@ -282,3 +284,90 @@ async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, 
             await asyncio.sleep(0.0005)
         assert bytes(got) == body
     writer.close()
+
+
+async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
+        origin, make_edge, client, tmp_path):
+    """The socket is full, the answer waits for writability, the client resets: the wait ends,
+    the line logs the bytes actually sent, and the edge keeps nothing of the connection."""
+    body = payload(160 * CHUNK, 14)  # 10 MiB: more than the socket buffers hold
+    origin.put("/gone.ts", body, headers=CC)
+    log_file = tmp_path / "access.jsonl"
+    edge = make_edge(origin.url, log={"access": str(log_file)})
+    await _warm_hot_file(edge, client, "/gone.ts", body)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", edge.node.port))
+    sock.sendall(b"GET /gone.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.recv(1024)  # the answer has started; then nothing is read
+    app = edge.node.app
+    for _ in range(200):
+        waiting = edge.call(lambda: [c for c in app.conns if c._on_writable is not None])
+        if waiting:
+            break
+        await asyncio.sleep(0.01)
+    assert waiting, "the answer should be waiting for the socket"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # RST
+    conn, = waiting
+    for _ in range(200):
+        if edge.call(lambda: conn not in app.conns):
+            break
+        await asyncio.sleep(0.01)
+    assert edge.call(lambda: conn not in app.conns and conn.closed and conn.dupfd < 0)
+    edge.call(edge.node.ops.flush_log_now)
+    rec = AccessRecord.from_json(log_file.read_text().splitlines()[-1])
+    assert (rec.path, rec.status, rec.cache) == ("/gone.ts", 200, "hit")
+    assert 0 < rec.bytes < len(body)
+    # the edge still answers in full on a new connection
+    (head, got), = await _keepalive_gets(edge.node.port, "/gone.ts", 1)
+    assert got == body
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+async def test_signed_urls_share_one_prepared_answer_and_every_token_is_checked(
+        origin, make_edge, client, kind):
+    """Each player's URL carries its own token; the prepared answer is found by the path, and
+    each request's token must still verify (expired, foreign or missing -> 403)."""
+    from contracts.tokens import sign, token_query
+
+    path = f"/titles/t1/r/{kind}.ts"
+    body = BODY if kind == "memory" else payload(BIG, 13)
+    origin.put(path, body, headers=CC)
+    edge = make_edge(origin.url, tokens={"required": True, "secrets": {"k1": "s-one"}})
+    now = int(time.time())
+
+    def url(token: str) -> str:
+        return f"{path}?{token_query(token)}"
+
+    for i in range(6):  # different tokens (expiry differs): warm-up and promotion
+        tok = sign(b"s-one", "k1", "/titles/t1/", now + 60 + i)
+        r = await fetch(client, edge.url + url(tok))
+        assert r.status == 200 and r.body == body
+        edge.settle()
+        edge.call(edge.node.store.flush)
+    app = edge.node.app
+    assert path in app.hot and (app.hot[path].items is None) == (kind == "memory")
+    direct = []  # answers given by the prepared entry straight from the parser
+    real = app.hot_direct
+
+    def counting(conn, target, e, t0):
+        ok = real(conn, target, e, t0)
+        direct.append((target, ok))
+        return ok
+
+    edge.call(setattr, app, "hot_direct", counting)
+    fresh = [sign(b"s-one", "k1", "/titles/t1/", now + 120 + i) for i in range(3)]
+    for tok in fresh:
+        (head, got), = await _keepalive_gets(edge.node.port, url(tok), 1)
+        assert got == body and _header(head, "cache-status").startswith("edgecdn; hit")
+    assert direct == [(url(t), True) for t in fresh]  # one entry answered all three
+    expired = sign(b"s-one", "k1", "/titles/t1/", now - 5)
+    foreign = sign(b"s-one", "k1", "/titles/t2/", now + 60)
+    forged = sign(b"wrong", "k1", "/titles/t1/", now + 60)
+    for bad, why in ((expired, b"expired"), (foreign, b"does not cover"), (forged, b"signature")):
+        r = await fetch(client, edge.url + url(bad))
+        assert r.status == 403 and why in r.body
+    r = await fetch(client, edge.url + path)
+    assert r.status == 403 and b"missing token" in r.body
+    assert len(direct) == 3  # a token that does not verify never reaches the entry
