@@ -98,7 +98,8 @@ class StreamFlight:
         self._wake()
 
     def _trim(self) -> None:
-        """Relaying: drop the segments every reader has passed (the previous one is kept)."""
+        """Relaying: drop the segments every reader has passed (the previous one is kept),
+        closing the read fds of aborted temp files so their disk space is freed."""
         if self.storing or not self.ever_joined:
             return
         cur = self.size // self.cs
@@ -107,6 +108,9 @@ class StreamFlight:
             low = min(low, min(self.readers.values()) // self.cs)
         for k in [k for k in self.mem if k < low and k not in self.writes]:
             del self.mem[k]
+        for k in [k for k in self.fds if k < low]:  # unlinked temp files: free their space
+            with contextlib.suppress(OSError):
+                os.close(self.fds.pop(k))
 
     def _sealed(self, i: int) -> None:
         """Segment i is complete: write it out (when storing)."""

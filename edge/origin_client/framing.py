@@ -9,6 +9,7 @@ the body is read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from edge.origin_client.base import OriginResponse
@@ -17,6 +18,11 @@ from edge.origin_client.base import OriginResponse
 def is_close_delimited(resp: OriginResponse) -> bool:
     h = resp.headers
     return "content-length" not in h and "chunked" not in h.get("transfer-encoding", "").lower()
+
+
+def _retrieve(f: asyncio.Future[None]) -> None:
+    if not f.cancelled():
+        f.exception()
 
 
 def end_check(resp: OriginResponse) -> Callable[[], bool]:
@@ -29,6 +35,7 @@ def end_check(resp: OriginResponse) -> Callable[[], bool]:
     fut = proto.closed if proto is not None else None
     if fut is None:  # already closed before we looked: nothing tells a reset apart
         return lambda: True
+    fut.add_done_callback(_retrieve)  # never "exception was never retrieved" noise
 
     def whole() -> bool:
         if not fut.done():  # cannot happen after EOF; be strict: not provably whole

@@ -15,6 +15,15 @@ CC = {"Cache-Control": "max-age=300", "ETag": '"s1"',
       "Last-Modified": "Tue, 01 Sep 2026 10:00:00 GMT", "Content-Type": "video/mp2t"}
 
 
+async def _until(pred, timeout: float = 5.0) -> None:
+    """Wait for a condition the edge's own thread brings about."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
 def _tmp_files(edge) -> list[str]:
     return os.listdir(edge.node.store.layout.tmp)
 
@@ -129,10 +138,11 @@ async def test_concurrent_requests_during_the_stream_collapse_into_one_fetch(ori
     edge = make_edge(origin.url)
     first = asyncio.ensure_future(fetch(client, edge.url + "/col.ts"))
     await asyncio.to_thread(origin.wait_requests, "/col.ts", 1)
-    while not edge.node.flights.streams:  # the first piece arrived: the stream is under way
-        await asyncio.sleep(0.01)
+    streams = edge.node.flights.streams
+    await _until(lambda: "/col.ts" in streams)  # the first piece arrived: under way
+    fl = streams["/col.ts"]
     later = [asyncio.ensure_future(fetch(client, edge.url + "/col.ts")) for _ in range(5)]
-    await asyncio.sleep(0.2)
+    await _until(lambda: len(fl.readers) == 6)  # all six read along the one origin body
     assert not first.done()
     origin.release()
     rs = await asyncio.wait_for(asyncio.gather(first, *later), 10)
@@ -248,3 +258,4 @@ async def test_uncacheable_first_conditional_request_is_answered_from_the_one_fe
     origin.put("/uc3", body, headers={"Cache-Control": "no-store", "ETag": '"e3"'})
     r = await fetch(client, edge.url + "/uc3", headers={"If-None-Match": '"old"'})
     assert r.status == 200 and r.body == body and origin.count("/uc3") == 1
+
