@@ -185,9 +185,10 @@ async def run_node(cfg: EdgeConfig, worker: int = 0, workers: int = 1) -> int:
     host = cfg.node.listen[0]
     admin = f" admin on {cfg.node.admin_listen[0]}:{node.admin_port}" if node.admin_port else ""
     sched = f" scheduling {sched}" if sched else ""
-    print(f"edge {cfg.node.name} worker {worker} pid {os.getpid()} ready on "
-          f"http://{host}:{node.port}{admin} origin {cfg.origin.url}{sched}", file=sys.stderr,
-          flush=True)
+    # one write with its newline: workers share stderr, and print's two writes interleave
+    sys.stderr.write(f"edge {cfg.node.name} worker {worker} pid {os.getpid()} ready on "
+                     f"http://{host}:{node.port}{admin} origin {cfg.origin.url}{sched}\n")
+    sys.stderr.flush()
     if cfg.node.admin_token == "change-me":
         print("edge: warning: admin_token is the example's 'change-me': set your own",
               file=sys.stderr, flush=True)
