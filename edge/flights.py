@@ -36,7 +36,7 @@ from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
 from edge.origin_client.base import Headers, Origin, OriginError, OriginResponse
 from edge.origin_client.framing import end_check
 from edge.store.meta import ObjectMeta
-from edge.stream_flight import StreamFlight
+from edge.stream_flight import StreamFlight, wake
 from edge.variants import plan_variant, primary_of
 
 log = logging.getLogger("edge.flights")
@@ -82,11 +82,8 @@ class ChunkFlight:
         self._progress: asyncio.Future[None] | None = None
 
     def _wake(self) -> None:
-        f = self._progress
-        if f is not None:
-            self._progress = None
-            if not f.done():
-                f.set_result(None)
+        f, self._progress = self._progress, None
+        wake(f)
 
     def feed(self, data: bytes) -> None:
         self.buf += data

@@ -33,6 +33,12 @@ PENDING_WRITES = 2  # segments written concurrently before the origin read waits
 JOIN_WAIT = 1.0  # relaying: seconds to wait for a first reader before giving the fetch up
 
 
+
+def wake(f: asyncio.Future[None] | None) -> None:
+    """Resolve a one-shot waiter's future (readers await a fresh one each time)."""
+    if f is not None and not f.done():
+        f.set_result(None)
+
 class StreamFailed(Exception):
     """Raised to readers: the body cannot be delivered whole (the connection must be cut)."""
 
@@ -72,11 +78,8 @@ class StreamFlight:
 
     # ---- feeding (the fetch task) ----------------------------------------------------------
     def _wake(self) -> None:
-        f = self._progress
-        if f is not None:
-            self._progress = None
-            if not f.done():
-                f.set_result(None)
+        f, self._progress = self._progress, None
+        wake(f)
 
     def feed(self, data: bytes | memoryview) -> None:
         mv = memoryview(data)
@@ -167,11 +170,8 @@ class StreamFlight:
         return True
 
     def _reader_moved(self) -> None:
-        f = self._moved
-        if f is not None:
-            self._moved = None
-            if not f.done():
-                f.set_result(None)
+        f, self._moved = self._moved, None
+        wake(f)
 
     async def flush(self) -> bool:
         """The body ended: write the last, partial segment and wait for every write. True if

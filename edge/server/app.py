@@ -514,12 +514,7 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
                 parts.append(b"transfer-encoding: chunked\r\n")
             elif body:
                 conn.keep_alive = False  # HTTP/1.0: the body ends with the connection
-            if not conn.keep_alive or self.draining:
-                conn.keep_alive = False
-                parts.append(CLOSE)
-            elif req.http10:
-                parts.append(KEEP_ALIVE_10)
-            parts.append(b"\r\n")
+            self._end_head(conn, req, parts)
             conn.write_head(b"".join(parts))
             if body:
                 pos = 0
@@ -671,13 +666,18 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         parts.append(f"cache-status: {cs}\r\n".encode())
         if peer:
             parts.append(f"{META_HEADER}: {meta_header_value(meta)}\r\n".encode("latin-1", "replace"))
+        self._end_head(conn, req, parts)
+        return b"".join(parts)
+
+    def _end_head(self, conn: HttpConnection, req: Request, parts: list[bytes]) -> None:
+        """The connection header (close when the connection ends here or the edge drains,
+        keep-alive for HTTP/1.0) and the blank line that ends a header block."""
         if not conn.keep_alive or self.draining:
             conn.keep_alive = False
             parts.append(CLOSE)
         elif req.http10:
             parts.append(KEEP_ALIVE_10)
         parts.append(b"\r\n")
-        return b"".join(parts)
 
     # ---- simple answers --------------------------------------------------------------------
     def simple(self, conn: HttpConnection, req: Request, status: int, reason: str, word: str,

@@ -298,6 +298,20 @@ class Store:
             else:
                 self._writing.pop(key, None)
 
+    def _place(self, w: ChunkWriter, final: str) -> None:
+        """A complete temp chunk made durable (fsync when configured) and renamed into place:
+        whole or not at all under its final name."""
+        hook = self.cfg.fault_hook
+        if self.cfg.fsync:
+            if hook:
+                hook("fsync", w.tmp_path)
+            os.fsync(w._fd)
+        w._close_fd()
+        if hook:
+            hook("rename", final)
+        replace_into(w.tmp_path, final)
+        w.state = "committed"
+
     def _commit(self, w: ChunkWriter) -> bool:
         if w.state != "open":
             return False
@@ -307,17 +321,8 @@ class Store:
             self.counters["aborted_commits"] += 1
             return False
         final = self.layout.chunk_path(key, version, index)
-        hook = self.cfg.fault_hook
         try:
-            if self.cfg.fsync:
-                if hook:
-                    hook("fsync", w.tmp_path)
-                os.fsync(w._fd)
-            w._close_fd()
-            if hook:
-                hook("rename", final)
-            replace_into(w.tmp_path, final)
-            w.state = "committed"
+            self._place(w, final)
         except OSError as e:
             w.abort()
             if is_disk_full(e):
@@ -370,7 +375,6 @@ class Store:
         them); a chunk of the wrong length is never placed.  Returns the chunks stored.
         Blocking: call it in a thread."""
         placed: list[tuple[int, str, int]] = []
-        hook = self.cfg.fault_hook
         try:
             for w in writers:
                 if (w.state != "open" or w.written != w.length or w.version != meta.version
@@ -378,15 +382,7 @@ class Store:
                     w.abort()
                     continue
                 final = self.layout.chunk_path(meta.key, meta.version, w.index)
-                if self.cfg.fsync:
-                    if hook:
-                        hook("fsync", w.tmp_path)
-                    os.fsync(w._fd)
-                w._close_fd()
-                if hook:
-                    hook("rename", final)
-                replace_into(w.tmp_path, final)
-                w.state = "committed"
+                self._place(w, final)
                 w._release()
                 placed.append((w.index, final, w.length))
             if placed and self.cfg.fsync:
