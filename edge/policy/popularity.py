@@ -124,7 +124,9 @@ class PopularityPolicy(BasePolicy):
         self._m_total = 0.0
         self._last: dict[tuple[str, str], dict[int, int]] = {}  # stream -> seg -> clock
         self._gap = GAP_INIT
+        self._gaps = 0
         self._before = -1
+        self._before_at: tuple[tuple[str, str], int] | None = None
         self._prune_at = MIN_AGE_PERIOD
         self._ops = 0
         self._ages = 0
@@ -211,9 +213,14 @@ class PopularityPolicy(BasePolicy):
         prev = last.get(seg - 1)
         if prev is not None and seg > 3 and last.get(seg, -1) < prev:
             gap = self._clock - prev
-            if gap < 4 * self._gap:
-                self._gap += (gap - self._gap) * GAP_EWMA
-        self._before = last.get(seg, -1)  # for the door: who was behind before this request
+            if gap < 4 * self._gap or self._gaps < 8:
+                self._gaps += 1  # a plain mean of the first samples, then a moving average
+                self._gap += (gap - self._gap) * max(GAP_EWMA, 1 / self._gaps)
+        t = last.get(seg, -1)
+        if self._before_at != (stream, seg) or self._clock - t > 0.25 * self._gap:
+            # for the door: when seg was asked for before this viewer (his other chunks of
+            # the same segment do not count)
+            self._before, self._before_at = t, (stream, seg)
         last[seg] = self._clock
 
     def _follower(self, stream: tuple[str, str], seg: int, t_seg: int | None = None,
@@ -254,17 +261,19 @@ class PopularityPolicy(BasePolicy):
             return True
         return self._door(key, need)
 
-    def _door(self, key: str, need: int) -> bool:
-        """Admit key only if it out-scores every object it would displace (need bytes)."""
+    def door_score(self, key: str) -> float:
+        """score() of a key asked for just now, as the door sees it: the viewers behind it
+        as they were before this request, and only those well short of their ETA (the
+        requester's own trail is one gap per segment behind him)."""
         g = self._segment(key)
         if g is None:
-            mine = self.score(key)
-        else:
-            # key was asked for just now: look for viewers behind as they were before this
-            # request, and count only those well short of their ETA (the requester's own
-            # trail is one gap per segment behind him)
-            before = self._before if key == self._last_key else None
-            mine = self._model(key, g) + self._follower(g[4], g[5], before, DOOR_MARGIN)
+            return self.score(key)
+        before = self._before if key == self._last_key else None
+        return self._model(key, g) + self._follower(g[4], g[5], before, DOOR_MARGIN)
+
+    def _door(self, key: str, need: int) -> bool:
+        """Admit key only if it out-scores every object it would displace (need bytes)."""
+        mine = self.door_score(key)
         for theirs, _, size in self._sorted_sample():
             if theirs >= mine:
                 return False

@@ -100,3 +100,60 @@ def test_a_fresh_hot_segment_wins_its_door_duel_and_a_cold_one_loses() -> None:
     assert p.admit("/titles/hot/720p/seg_00003.ts#1", 50)  # ...but the model knows better
     assert not p.admit("/titles/cold/720p/seg_00003.ts#1", 50)
     p.check()
+
+
+def _play(p: PopularityPolicy, viewers: dict[str, tuple[str, int]], ticks: int) -> None:
+    """Viewers in lock step: each tick every viewer asks for its next segment (one chunk).
+    viewers: name -> (title, first tick); a viewer starts at segment 0 on its first tick."""
+    for tick in range(ticks):
+        for title, start in viewers.values():
+            if tick >= start:
+                request(p, f"/titles/{title}/720p/seg_{tick - start:05d}.ts#0", 50)
+
+
+def _background(n: int) -> dict[str, tuple[str, int]]:
+    return {f"bg{i}": (f"bg{i}", 0) for i in range(n)}
+
+
+def test_a_segment_with_a_viewer_on_his_way_to_it_outranks_one_without() -> None:
+    p = PopularityPolicy(1_000_000)
+    # 'pair' has a leader and a viewer 3 segments behind; 'solo' had the same two viewers'
+    # worth of requests, but its earlier viewer has long gone past
+    viewers = _background(20) | {"lead": ("pair", 12), "follow": ("pair", 15),
+                                 "early": ("solo", 0), "late": ("solo", 12)}
+    _play(p, viewers, 30)
+    pair, solo = "/titles/pair/720p/seg_00016.ts#0", "/titles/solo/720p/seg_00016.ts#0"
+    assert pair in p and solo in p
+    assert p.score(pair) > 5 * p.score(solo)
+    # once the follower has passed it, the segment is back to its steady rate
+    _play(p, {"follow": ("pair", -15)}, 4)  # segments 15..18
+    assert p.score(pair) < 2 * p.score(solo)
+    p.check()
+
+
+def test_the_learned_gap_is_the_requests_between_a_viewers_segments() -> None:
+    p = PopularityPolicy(1_000_000)
+    _play(p, _background(40), 60)
+    assert 35 <= p._gap <= 45  # 40 viewers in lock step: 40 requests per segment
+    p.check()
+
+
+def test_the_door_counts_a_viewer_on_his_way_but_not_the_requesters_own_trail() -> None:
+    p = PopularityPolicy(1_000_000)
+    viewers = _background(20) | {"lead": ("pair", 0), "follow": ("pair", 4),
+                                 "early": ("solo", -30), "late": ("solo", 0)}
+    _play(p, viewers, 12)  # lead and late are at segment 11, follow at 7
+    lead, solo = "/titles/pair/720p/seg_00012.ts#0", "/titles/solo/720p/seg_00012.ts#0"
+    assert not p.access(solo, 50)
+    assert p.door_score(solo) == p.score(solo)  # no one but its requester was behind it
+    assert not p.access(lead, 50)
+    assert p.door_score(lead) > 3 * p.score(lead)
+    p.check()
+
+
+def test_viewer_positions_are_forgotten_so_memory_stays_bounded() -> None:
+    p = PopularityPolicy(10_000)
+    for title in range(400):
+        _play(p, {"v": (f"t{title}", 0)}, 30)
+    assert sum(len(v) for v in p._last.values()) < 30 * 400 // 2
+    p.check()

@@ -101,3 +101,13 @@ def test_the_vod_workload_is_seeded_and_shaped_like_video(tmp_path: Path) -> Non
     assert write_vod_csv(out, cfg) == 5000
     back = read_trace(out)
     assert back.keys == a.keys and back.sizes == a.sizes
+
+
+@pytest.mark.parametrize(("pct", "margin"), [("1%", 0.015), ("10%", 0.03)])
+def test_popularity_leads_the_references_on_another_vod_seed(pct: str, margin: float) -> None:
+    """Not tuned on this seed: viewers on their way are worth points of byte miss ratio."""
+    t = vod_trace(VodConfig(seed=2, requests=60_000))
+    cap = resolve_capacity(pct, t.unique_bytes)
+    got = {r.policy: r.byte_miss_ratio for r in run(t, ["lru", "sieve", "s3fifo", "popularity"], [cap])}
+    best = min(got[p] for p in ("lru", "sieve", "s3fifo"))
+    assert got["popularity"] <= best - margin, got
