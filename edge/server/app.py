@@ -22,7 +22,6 @@ from edge.fill.config import PEER_FILL_HEADER
 from edge.flights import (
     META_HEADER,
     PEER_HEADER,
-    STREAM_HEADER,
     Flights,
     HeadKind,
     HeadResult,
@@ -63,18 +62,14 @@ from edge.server.protocol import (
 )
 from edge.server.remote_hits import HITS_PATH, RemoteHits
 from edge.server.sender import BodySender
+from edge.server.streamed import COMPUTED as _COMPUTED
+from edge.server.streamed import StreamAnswers
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
-from edge.stream_flight import StreamFailed, StreamFlight
 from edge.variants import POINTER, resolve
 
 log = logging.getLogger("edge.app")
 
-# response headers the edge computes per response; never copied from the stored ones
-_COMPUTED = frozenset({
-    "content-length", "content-range", "accept-ranges", "age", "cache-status", "connection",
-    "transfer-encoding", "keep-alive", "content-type", META_HEADER,
-})
 BOUNDARY = "edgecdn-byteranges-7f3a9c"
 PEER_STREAM_TRIES = 16  # rounds a waiter asks the owner worker for its stream again
 # request headers that need the general path (conditionals, ranges, client cache directives,
@@ -127,7 +122,7 @@ class MetaView:
         return v
 
 
-class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
+class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
     def __init__(self, cfg: EdgeConfig, store: Any, origin: Origin, flights: Flights,
                  clock: Any = time.time) -> None:
         self.cfg = cfg
@@ -456,86 +451,6 @@ class EdgeApp(HotPath, BodySender, PassThrough, RemoteHits):
         self.simple(conn, req, res.status, res.reason or "origin failed", "error",
                     cs=cache_status(hit=False, fwd="miss", fwd_status=res.status,
                                     detail="origin-error"))
-
-    async def _relay_claimed(self, conn: HttpConnection, req: Request, resp: Any,
-                             cs: str) -> None:
-        """Relay the fill's own (whole, unconditional) answer, this request's preconditions
-        evaluated against it as the origin would have (RFC 9110 §13.2.2)."""
-        h = req.headers
-        if ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
-                or "if-unmodified-since" in h):
-            rh = resp.headers
-            pre = evaluate_preconditions(req.method, h, rh.get("etag"),
-                                         parse_http_date(rh.get("last-modified")),
-                                         date=parse_http_date(rh.get("date")))
-            if pre is not Precondition.PROCEED:
-                resp.close()
-                if pre is Precondition.PRECONDITION_FAILED:
-                    self.simple(conn, req, 412, "precondition failed", "pass", cs=cs)
-                    return
-                kept = {k: v for k, v in rh.items() if not k.startswith("content-")}
-                self.respond(conn, req, 304, kept, b"", cs, "pass")
-                return
-        await self.relay(conn, req, resp, cs, "pass")
-
-    async def serve_stream(self, conn: HttpConnection, req: Request, fl: StreamFlight, cs: str,
-                           word: str, peer: bool) -> None:
-        """Answer from a body still arriving without a length: 200 (Range is ignored, RFC
-        9110 §14.2 allows it), chunked for HTTP/1.1, close-delimited for HTTP/1.0; a body
-        the origin cuts short cuts this response (no terminating chunk)."""
-        h = req.headers
-        fh = fl.headers
-        rid = fl.join()
-        try:
-            status = 200
-            if ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
-                    or "if-unmodified-since" in h):
-                pre = evaluate_preconditions(req.method, h, fh.get("etag"),
-                                             parse_http_date(fh.get("last-modified")),
-                                             date=parse_http_date(fh.get("date")))
-                if pre is Precondition.PRECONDITION_FAILED:
-                    self.simple(conn, req, 412, "precondition failed", word, cs=cs)
-                    return
-                if pre is Precondition.NOT_MODIFIED:
-                    status = 304
-            parts = [status_line(status)]
-            for k, v in fh.items():
-                if k not in _COMPUTED:
-                    parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
-            if status == 200 and "content-type" in fh:
-                parts.append(f"content-type: {fh['content-type']}\r\n"
-                             .encode("latin-1", "replace"))
-            parts.append(f"age: 0\r\ncache-status: {cs}\r\n".encode())
-            if peer:
-                parts.append(f"{STREAM_HEADER}: 1\r\n".encode())
-            body = status == 200 and req.method != "HEAD"
-            chunked = body and not req.http10
-            if chunked:
-                parts.append(b"transfer-encoding: chunked\r\n")
-            elif body:
-                conn.keep_alive = False  # HTTP/1.0: the body ends with the connection
-            self._end_head(conn, req, parts)
-            conn.write_head(b"".join(parts))
-            if body:
-                pos = 0
-                while True:
-                    data = await fl.read(pos, rid)
-                    if not data:
-                        break
-                    await conn.drain()
-                    conn.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-                    pos += len(data)
-                if chunked:
-                    conn.write(b"0\r\n\r\n")
-        except (StreamFailed, ConnectionError, OSError) as e:
-            log.debug("stream cut: %s", e)
-            conn.abort()
-            self._log(conn, req, 200, word)
-            return
-        finally:
-            fl.leave(rid)
-        self._log(conn, req, status, word)
-        conn.finish()
 
     def _first_chunk(self, req: Request) -> int:
         rh = req.headers.get("range")
