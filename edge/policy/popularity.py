@@ -142,6 +142,7 @@ class PopularityPolicy(BasePolicy):
         self._pver = 0
         self._sample_at = (-1, -1)
         self._sample: list[tuple[float, str, int]] = []
+        self._sampled: set[str] = set()  # the keys in _sample
 
     # -- popularity ------------------------------------------------------------------------
     def _segment(self, key: str) -> _Seg | None:
@@ -314,7 +315,7 @@ class PopularityPolicy(BasePolicy):
         return True
 
     def _promote(self, key: str) -> None:
-        self._pver += 1
+        self._unsample(key)
         s = self._probation.pop(key)
         self._probation_used -= s
         self._protected[key] = s
@@ -370,17 +371,23 @@ class PopularityPolicy(BasePolicy):
             size = self._window.pop(key)
             self._window_used -= size
         elif where == _PROBATION:
-            sample, (pver, at) = self._sample, self._sample_at
-            self._pver += 1
-            if pver + 1 == self._pver and sample and sample[0][1] == key:
-                sample.pop(0)  # evicting the sample's minimum leaves the rest valid
-                self._sample_at = (self._pver, at)
+            self._unsample(key)
             size = self._probation.pop(key)
             self._probation_used -= size
         else:
             size = self._protected.pop(key)
             self._protected_used -= size
         return size
+
+    def _unsample(self, key: str) -> None:
+        """key leaves probation: the rest of the sample stays valid without it."""
+        if key in self._sampled:
+            self._sampled.discard(key)
+            sample = self._sample
+            for i, entry in enumerate(sample):
+                if entry[1] == key:
+                    del sample[i]
+                    break
 
     def _sorted_sample(self) -> list[tuple[float, str, int]]:
         """The oldest SAMPLE probation entries, least popular first (cached, see __init__)."""
@@ -390,6 +397,7 @@ class PopularityPolicy(BasePolicy):
             self._sample = sorted(
                 (score(k), k, s) for k, s in itertools.islice(self._probation.items(), SAMPLE)
             )
+            self._sampled = {k for _, k, _ in self._sample}
             self._sample_at = (self._pver, self._clock)
         return self._sample
 
