@@ -12,7 +12,8 @@ displaces anything that has been requested more than once.  Where this differs f
   not change their order.
 - The main victim is the least popular of the ``SAMPLE`` oldest probation entries, not just
   the oldest one (sampled eviction, as in Redis or hyperbolic caching).  The sorted sample
-  is kept while probation's old end is unchanged (at most ``SAMPLE_TTL`` requests), so the
+  is rebuilt every ``SAMPLE_TTL`` requests at most; in between, keys that leave probation
+  leave it and keys that join a probation smaller than the sample are sorted in, so the
   common case, a door duel that refuses, costs one score and no sort.
 - Size-aware: a newcomer must out-score *every* object it displaces, one by one, until it
   has freed its own size (scores are per object, not per byte, because what the edge is
@@ -46,6 +47,7 @@ synthetic VOD workload (bench/workloads.py) at 1%, 5% and 10% of unique bytes.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import OrderedDict
 from typing import ClassVar
@@ -59,8 +61,8 @@ PROTECTED_RATIO_VOD = 0.80  # ... when a VOD segment is promoted
 AGE_FACTOR = 60  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
-SAMPLE_TTL = 64  # requests a cached sample of victim scores stays valid
-SAMPLE = 128  # probation entries examined for the least popular victim
+SAMPLE_TTL = 128  # requests a cached sample of victim scores stays valid
+SAMPLE = 256  # probation entries examined for the least popular victim
 MIX = 0.65  # weight of the VOD model in a segment's score (the rest: its own count)
 FOLLOW_BACK = 12  # positions behind a segment searched for a viewer still on his way to it
 FOLLOW_P = 1.0  # chance such a viewer does reach it (he may abandon first)
@@ -136,11 +138,10 @@ class PopularityPolicy(BasePolicy):
         self._last_key = ""  # the request victims() is making room for
         self._cand: str | None = None
         self._cand_won = 0
-        # the oldest probation entries sorted by score, reused while probation is unchanged
-        # and for at most SAMPLE_TTL requests (doors mostly refuse, changing nothing)
+        # the oldest probation entries sorted by score, reused for at most SAMPLE_TTL
+        # requests (kept up to date as keys leave probation: see _unsample, _to_probation)
         self._clock = 0
-        self._pver = 0
-        self._sample_at = (-1, -1)
+        self._sample_at = -SAMPLE_TTL - 1  # clock of the last rebuild
         self._sample: list[tuple[float, str, int]] = []
         self._sampled: set[str] = set()  # the keys in _sample
 
@@ -332,15 +333,22 @@ class PopularityPolicy(BasePolicy):
 
     def _attach(self, key: str, size: int) -> None:
         if self._segment(key) is not None:
-            self._pver += len(self._probation) < SAMPLE
-            self._probation[key] = size
-            self._probation_used += size
-            self._where[key] = _PROBATION
+            self._to_probation(key, size)
         else:
             self._window[key] = size
             self._window_used += size
             self._where[key] = _WINDOW
             self._spill()
+
+    def _to_probation(self, key: str, size: int) -> None:
+        """key joins probation's new end; while probation is smaller than the sample, it
+        joins the sample too (in its place by score: no rebuild)."""
+        if len(self._probation) < SAMPLE and self._sample:
+            bisect.insort(self._sample, (self.score(key), key, size))
+            self._sampled.add(key)
+        self._probation[key] = size
+        self._probation_used += size
+        self._where[key] = _PROBATION
 
     def _spill(self) -> None:
         """Window overflow moves to main while main is under its share (no duel needed)."""
@@ -353,10 +361,7 @@ class PopularityPolicy(BasePolicy):
                 return
             window.popitem(last=False)
             self._window_used -= csize
-            self._pver += len(self._probation) < SAMPLE
-            self._probation[cand] = csize
-            self._probation_used += csize
-            self._where[cand] = _PROBATION
+            self._to_probation(cand, csize)
             room -= csize
             if cand == self._cand:
                 self._cand = None
@@ -391,14 +396,13 @@ class PopularityPolicy(BasePolicy):
 
     def _sorted_sample(self) -> list[tuple[float, str, int]]:
         """The oldest SAMPLE probation entries, least popular first (cached, see __init__)."""
-        pver, at = self._sample_at
-        if pver != self._pver or self._clock - at > SAMPLE_TTL or not self._sample:
+        if self._clock - self._sample_at > SAMPLE_TTL or not self._sample:
             score = self.score
             self._sample = sorted(
                 (score(k), k, s) for k, s in itertools.islice(self._probation.items(), SAMPLE)
             )
             self._sampled = {k for _, k, _ in self._sample}
-            self._sample_at = (self._pver, self._clock)
+            self._sample_at = self._clock
         return self._sample
 
     def _main_victim(self) -> str | None:
@@ -424,10 +428,7 @@ class PopularityPolicy(BasePolicy):
                 # main has room for it, or it has out-scored enough victims: into main
                 window.popitem(last=False)
                 self._window_used -= csize
-                self._pver += len(self._probation) < SAMPLE
-                self._probation[cand] = csize
-                self._probation_used += csize
-                self._where[cand] = _PROBATION
+                self._to_probation(cand, csize)
                 self._cand = None
                 continue
             victim = self._main_victim()
@@ -464,4 +465,6 @@ class PopularityPolicy(BasePolicy):
         assert n == len(self._where), "index holds keys that no region has"
         assert all(v > 0 for v in self._freq.values()), "a zero counter was kept"
         assert self._cand is None or self._where.get(self._cand) == _WINDOW
+        assert self._sampled == {k for _, k, _ in self._sample}, "sample index is stale"
+        assert all(self._where.get(k) == _PROBATION for k in self._sampled), "sampled non-probation"
         return total
