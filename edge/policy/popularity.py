@@ -61,8 +61,12 @@ PROTECTED_RATIO_VOD = 0.80  # ... when a VOD segment is promoted
 AGE_FACTOR = 60  # halve counters every AGE_FACTOR x resident objects requests...
 MIN_AGE_PERIOD = 4096  # ...but not more often than this
 MODEL_AGE_EVERY = 8  # the VOD model (few, aggregated counters) keeps a longer memory
-SAMPLE_TTL = 128  # requests a cached sample of victim scores stays valid
-SAMPLE = 256  # probation entries examined for the least popular victim
+SAMPLE_TTL = 128  # requests a cached sample of victim scores stays valid, at most...
+SAMPLE_TTL_GAP = 0.0625  # ...and at most this share of a segment gap (followers move)...
+SAMPLE_TTL_MIN = 16  # ...but at least this many
+SAMPLE = 256  # probation entries examined for the least popular victim...
+SAMPLE_SHARE = 0.75  # ...at most this share of probation, the oldest: newcomers get a while
+SAMPLE_MIN = 16  # ...and at least this many
 MIX = 0.65  # weight of the VOD model in a segment's score (the rest: its own count)
 FOLLOW_BACK = 12  # positions behind a segment searched for a viewer still on his way to it
 FOLLOW_P = 1.0  # chance such a viewer does reach it (he may abandon first)
@@ -343,7 +347,7 @@ class PopularityPolicy(BasePolicy):
     def _to_probation(self, key: str, size: int) -> None:
         """key joins probation's new end; while probation is smaller than the sample, it
         joins the sample too (in its place by score: no rebuild)."""
-        if len(self._probation) < SAMPLE and self._sample:
+        if len(self._probation) < SAMPLE_MIN and self._sample:
             bisect.insort(self._sample, (self.score(key), key, size))
             self._sampled.add(key)
         self._probation[key] = size
@@ -396,10 +400,14 @@ class PopularityPolicy(BasePolicy):
 
     def _sorted_sample(self) -> list[tuple[float, str, int]]:
         """The oldest SAMPLE probation entries, least popular first (cached, see __init__)."""
-        if self._clock - self._sample_at > SAMPLE_TTL or not self._sample:
+        ttl = SAMPLE_TTL
+        if self._gaps:  # VOD viewers seen: their followers' ETAs must stay current
+            ttl = min(ttl, max(SAMPLE_TTL_MIN, int(self._gap * SAMPLE_TTL_GAP)))
+        if self._clock - self._sample_at > ttl or not self._sample:
             score = self.score
+            n = min(SAMPLE, max(SAMPLE_MIN, int(len(self._probation) * SAMPLE_SHARE)))
             self._sample = sorted(
-                (score(k), k, s) for k, s in itertools.islice(self._probation.items(), SAMPLE)
+                (score(k), k, s) for k, s in itertools.islice(self._probation.items(), n)
             )
             self._sampled = {k for _, k, _ in self._sample}
             self._sample_at = self._clock
