@@ -68,7 +68,12 @@ SAMPLE = 256  # probation entries examined for the least popular victim...
 SAMPLE_SHARE = 0.75  # ...at most this share of probation, the oldest: newcomers get a while
 SAMPLE_MIN = 16  # ...and at least this many
 MIX = 0.65  # weight of the VOD model in a segment's score (the rest: its own count)
-FOLLOW_BACK = 12  # positions behind a segment searched for a viewer still on his way to it
+# positions behind a segment searched for a viewer still on his way to it: a bigger cache
+# can keep the run of segments between two viewers further apart.  FOLLOW_BACK_BASE +
+# FOLLOW_BACK_SLOPE x (segment gaps of traffic the cache holds), within FOLLOW_BACK_MAX.
+FOLLOW_BACK_BASE = 9.0
+FOLLOW_BACK_SLOPE = 0.5
+FOLLOW_BACK_MAX = 32
 FOLLOW_P = 1.0  # chance such a viewer does reach it (he may abandon first)
 FOLLOW_SLACK = 0.5  # a viewer is still on his way up to this many segment gaps past his ETA
 DOOR_MARGIN = 1.0  # at the door, a viewer must be at least this many gaps from his ETA
@@ -131,6 +136,8 @@ class PopularityPolicy(BasePolicy):
         self._last: dict[tuple[str, str], dict[int, int]] = {}  # stream -> seg -> clock
         self._gap = GAP_INIT
         self._gaps = 0
+        self._seg_bytes = 0.0  # mean size of a segment request (moving average)
+        self._back = int(FOLLOW_BACK_BASE)
         self._before = -1
         self._before_at: tuple[tuple[str, str], int] | None = None
         self._prune_at = MIN_AGE_PERIOD
@@ -239,7 +246,7 @@ class PopularityPolicy(BasePolicy):
         if t_seg is None:
             t_seg = last.get(seg, -1)
         gap, now = self._gap, self._clock
-        for j in range(1, min(FOLLOW_BACK, seg) + 1):
+        for j in range(1, min(self._back, seg) + 1):
             t = last.get(seg - j)
             if t is not None and t > t_seg:
                 d = j * gap - (now - t)
@@ -249,12 +256,14 @@ class PopularityPolicy(BasePolicy):
 
     def _prune(self) -> None:
         """Forget viewer positions too old to say anything (bounded memory)."""
-        horizon = self._clock - 2 * FOLLOW_BACK * self._gap
+        horizon = self._clock - 2 * FOLLOW_BACK_MAX * self._gap
         self._last = {
             s: kept for s, last in self._last.items()
             if (kept := {seg: t for seg, t in last.items() if t > horizon})
         }
-        self._prune_at = self._clock + max(MIN_AGE_PERIOD, int(FOLLOW_BACK * self._gap))
+        self._prune_at = self._clock + max(MIN_AGE_PERIOD, int(FOLLOW_BACK_MAX * self._gap))
+        held = self.capacity / max(1.0, self._seg_bytes * self._gap)  # gaps the cache holds
+        self._back = min(FOLLOW_BACK_MAX, int(FOLLOW_BACK_BASE + FOLLOW_BACK_SLOPE * held))
 
     # -- admission -------------------------------------------------------------------------
     def admit(self, key: str, size: int) -> bool:
@@ -308,6 +317,8 @@ class PopularityPolicy(BasePolicy):
     def _touch(self, key: str, size: int) -> bool:
         self._record(key)
         self._last_key = key
+        if self._segs.get(key) is not None:
+            self._seg_bytes += (size - self._seg_bytes) * GAP_EWMA
         where = self._where.get(key)
         if where is None:
             return False

@@ -157,3 +157,13 @@ def test_viewer_positions_are_forgotten_so_memory_stays_bounded() -> None:
         _play(p, {"v": (f"t{title}", 0)}, 30)
     assert sum(len(v) for v in p._last.values()) < 30 * 400 // 2
     p.check()
+
+
+def test_a_bigger_cache_looks_further_back_for_viewers_on_their_way() -> None:
+    small, big = PopularityPolicy(50 * 40), PopularityPolicy(50 * 4000)
+    for p in (small, big):
+        _play(p, _background(40), 120)  # 4,800 requests: the look-back is set at a prune
+        p.check()
+    # the small cache holds one segment gap of traffic (40 chunks), the big one a hundred
+    assert small._back == 9
+    assert big._back == 32
