@@ -255,15 +255,17 @@ class PopularityPolicy(BasePolicy):
         return 0.0
 
     def _prune(self) -> None:
-        """Forget viewer positions too old to say anything (bounded memory)."""
-        horizon = self._clock - 2 * FOLLOW_BACK_MAX * self._gap
+        """Forget viewer positions older than the look-back can use, and never keep more
+        requests' worth than the frequency table does (memory bounded by capacity)."""
+        held = self.capacity / max(1.0, self._seg_bytes * self._gap)  # gaps the cache holds
+        self._back = min(FOLLOW_BACK_MAX, int(FOLLOW_BACK_BASE + FOLLOW_BACK_SLOPE * held))
+        span = min(int((self._back + 2) * self._gap), self._period)
+        horizon = self._clock - span
         self._last = {
             s: kept for s, last in self._last.items()
             if (kept := {seg: t for seg, t in last.items() if t > horizon})
         }
-        self._prune_at = self._clock + max(MIN_AGE_PERIOD, int(FOLLOW_BACK_MAX * self._gap))
-        held = self.capacity / max(1.0, self._seg_bytes * self._gap)  # gaps the cache holds
-        self._back = min(FOLLOW_BACK_MAX, int(FOLLOW_BACK_BASE + FOLLOW_BACK_SLOPE * held))
+        self._prune_at = self._clock + max(MIN_AGE_PERIOD, span // 2)
 
     # -- admission -------------------------------------------------------------------------
     def admit(self, key: str, size: int) -> bool:
