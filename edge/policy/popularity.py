@@ -10,11 +10,12 @@ displaces anything that has been requested more than once.  Where this differs f
   instead of a 4-bit count-min sketch: the edge keeps 2 MiB chunks, so keys are few, and an
   exact table is deterministic.  Scores are *rates* (count / total count), so halving does
   not change their order.
-- The main victim is the least popular of the ``SAMPLE`` oldest probation entries, not just
-  the oldest one (sampled eviction, as in Redis or hyperbolic caching).  The sorted sample
-  is rebuilt every ``SAMPLE_TTL`` requests at most; in between, keys that leave probation
-  leave it and keys that join a probation smaller than the sample are sorted in, so the
-  common case, a door duel that refuses, costs one score and no sort.
+- The main victim is the least popular of the ``SAMPLE`` oldest probation entries (at most
+  ``SAMPLE_SHARE`` of probation, so a newcomer has a while for its followers to show up),
+  not just the oldest one (sampled eviction, as in Redis or hyperbolic caching).  The sorted
+  sample is rebuilt every ``SAMPLE_TTL`` requests at most (every 1/16 of a segment gap once
+  VOD viewers are seen, so followers' ETAs stay current); in between, keys that leave
+  probation leave it, so the common case, a door duel that refuses, costs one score.
 - Size-aware: a newcomer must out-score *every* object it displaces, one by one, until it
   has freed its own size (scores are per object, not per byte, because what the edge is
   judged on is the byte hit ratio: a byte of a big object is worth a byte of a small one).
