@@ -77,7 +77,7 @@ FOLLOW_BACK_SLOPE = 0.5
 FOLLOW_BACK_MAX = 32
 FOLLOW_P = 1.0  # chance such a viewer does reach it (he may abandon first)
 FOLLOW_SLACK = 0.5  # a viewer is still on his way up to this many segment gaps past his ETA
-DOOR_MARGIN = 1.0  # at the door, a viewer must be at least this many gaps from his ETA
+DOOR_MARGIN = 1.5  # at the door, a viewer must be at least this many gaps from his ETA
 GAP_INIT = 512.0  # requests between a viewer's consecutive segments, until measured
 GAP_EWMA = 1 / 64
 
