@@ -15,6 +15,7 @@ again (BodySender). Policy bookkeeping for these hits is batched once a second o
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from json.encoder import encode_basestring_ascii as encode_json_str
 from typing import TYPE_CHECKING, Any
@@ -157,12 +158,11 @@ class HotPath:
         c = self.counters
         c.requests += 1
         c.content_requests += 1
-        if e.items is not None:  # from the chunk files: sent, counted and logged as by _hot_hit
+        if e.items is not None:
             if not e.hits:
                 self.hot_touched.append(e)
             e.hits += 1
-            self.send_body(conn, conn.direct_request(target), meta,  # type: ignore[attr-defined]
-                           list(e.items), 0, 200, "hit", e.npath, e.response(age, ttl))
+            self._hot_files(conn, target, e, meta, now, age, ttl, t0)
             return True
         c.bytes_sent += e.size
         if not e.hits:
@@ -172,6 +172,47 @@ class HotPath:
         self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
         self.hot_direct_hits += 1
         return True
+
+    def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry, meta: ObjectMeta,
+                   now: float, age: float, ttl: float, t0: float) -> None:
+        """A file entry's answer: the prepared header, then each chunk file by sendfile as far
+        as the socket takes it at once. Sent whole (the usual case), it is counted and logged
+        as a memory answer is; anything left (a full socket, a chunk file gone, an error)
+        becomes a response in progress that send_body finishes from the first unsent byte."""
+        t = conn.transport
+        t.write(e.response(age, ttl))  # type: ignore[union-attr]
+        items = e.items
+        assert items is not None
+        j = part = sent = 0
+        if not t.get_write_buffer_size():  # type: ignore[union-attr]
+            fds = self.fds  # type: ignore[attr-defined]
+            mono = time.monotonic()
+            sock = conn.sockfd
+            for _, off, ln, ref in items:
+                try:
+                    part = os.sendfile(sock, fds.get(ref, mono), off, ln)
+                except OSError:  # would block, file gone, connection reset: send_body decides
+                    part = 0
+                    break
+                sent += part
+                if part != ln:
+                    break
+                j += 1
+                part = 0
+            else:
+                self.counters.bytes_sent += sent  # type: ignore[attr-defined]
+                self.access.append((now, conn.client, e.logmid,  # type: ignore[attr-defined]
+                                    (time.monotonic() - t0) * 1000.0))
+                self.hot_direct_hits += 1
+                return
+        rest = list(items[j:])
+        if part:
+            index, off, ln, ref = rest[0]
+            rest[0] = (index, off + part, ln - part, ref)
+        req = conn.direct_request(target)
+        conn.head_sent = True
+        conn.sent = sent
+        self.send_body(conn, req, meta, rest, 0, 200, "hit", e.npath)  # type: ignore[attr-defined]
 
     def fold_hot_counts(self) -> None:
         """Add the hot path's hits (a plain integer there) to by_cache; readers call this."""
