@@ -467,8 +467,8 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         view = self.view(meta)
         h = req.headers
         size = meta.size
-        if (len(h) > 2 and ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
-                            or "if-unmodified-since" in h)):
+        if ("if-none-match" in h or "if-modified-since" in h or "if-match" in h
+                or "if-unmodified-since" in h):
             pre = evaluate_preconditions(req.method, h, meta.etag, view.lm, date=view.date)
             if pre is Precondition.NOT_MODIFIED:
                 conn.write_head(self._head(conn, req, 304, view, None, age, cs, None, None,

@@ -34,6 +34,8 @@ STATUS_LINE = {
     int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("latin-1") for s in http.HTTPStatus
 }
 HIGH_WATER = 256 * 1024
+NAMES_KEPT = 512  # header names as sent -> lower-case str, kept for reuse (bounded)
+_NAMES: dict[bytes, str] = {}
 MAX_PIPELINE = 32
 CLOSE = b"connection: close\r\n"
 # request headers that need the general path, not a prepared hot answer (conditionals,
@@ -223,17 +225,22 @@ class HttpConnection(asyncio.Protocol):
             raise _Reject
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.max_head + len(self._url):
+        n = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
+        if n > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
             raise _Reject
-        k = name.lower().decode("latin-1")
-        v = value.decode("latin-1")
+        k = _NAMES.get(name)
+        if k is None:
+            k = name.lower().decode("latin-1")
+            if len(_NAMES) < NAMES_KEPT:
+                _NAMES[name] = k
         if k in HOT_BLOCKERS:
             self._plain = False
         h = self._headers
-        old = h.get(k)
-        h[k] = v if old is None else f"{old}, {v}"
+        if k in h:  # a repeated field: one comma-joined value (RFC 9110 5.3)
+            h[k] = f"{h[k]}, {value.decode('latin-1')}"
+        else:
+            h[k] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -101,3 +101,29 @@ async def test_slow_incomplete_request_does_not_block_others(edge, client):
     r = await fetch(client, edge.url + "/ok.ts")
     assert r.status == 200
     writer.close()
+
+
+async def test_field_names_any_case_and_repeated_fields_joined(origin, edge):
+    """Field names are case-insensitive (also once the edge has seen a spelling), and a
+    repeated field is one comma-joined value (RFC 9110 5.2, 5.3)."""
+    for spelling in (b"RANGE", b"range", b"RaNgE", b"RANGE"):
+        out = await _raw(edge.node.port, b"GET /ok.ts HTTP/1.1\r\nHost: x\r\n" + spelling
+                         + b": bytes=1-2\r\n\r\n")
+        assert _status(out) == 206 and out.endswith(b"in"), out
+    origin.put("/tag.ts", b"tagged", headers={"Cache-Control": "max-age=60", "ETag": '"t1"'})
+    assert _status(await _raw(edge.node.port, b"GET /tag.ts HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    out = await _raw(edge.node.port, b"GET /tag.ts HTTP/1.1\r\nHost: x\r\n"
+                     b"If-None-Match: \"zz\"\r\nif-none-match: \"t1\"\r\n\r\n")
+    assert _status(out) == 304  # the second line's tag counts: one joined list
+    out = await _raw(edge.node.port, b"GET /tag.ts HTTP/1.1\r\nHost: x\r\n"
+                     b"If-None-Match: \"zz\"\r\nif-none-match: \"yy\"\r\n\r\n")
+    assert _status(out) == 200
+
+
+async def test_a_conditional_request_with_no_other_field_is_still_conditional(origin, edge):
+    """If-None-Match alone (HTTP/1.0, no Host) or beside Host only: 304 on a match."""
+    origin.put("/c.ts", b"cond", headers={"Cache-Control": "max-age=60", "ETag": '"c1"'})
+    assert _status(await _raw(edge.node.port, b"GET /c.ts HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    for raw in (b"GET /c.ts HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"c1\"\r\n\r\n",
+                b"GET /c.ts HTTP/1.0\r\nIf-None-Match: \"c1\"\r\n\r\n"):
+        assert _status(await _raw(edge.node.port, raw)) == 304, raw
