@@ -3,12 +3,26 @@ the edge sees it, with a fault switch) and a peer edge that only answers from it
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from tests.conftest import free_port
+
+
+async def run_first_pass(w: Any, timeout: float) -> dict[str, Any]:
+    """Run a FillWorker until its first pass finishes; its status then (the worker stopped)."""
+    task = asyncio.create_task(w.run())
+    try:
+        async with asyncio.timeout(timeout):
+            await w.pass_finished.wait()
+        return w.status()
+    finally:
+        await w.stop()
+        await task
 
 
 @dataclass

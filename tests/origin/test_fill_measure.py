@@ -6,7 +6,6 @@ same size on the same workload is the comparison."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import random
@@ -22,6 +21,7 @@ from edge.origin_client import S3Origin
 from edge.policy import make_policy
 from edge.store import Store, StoreConfig
 from edgecdn.cli import main
+from tests.origin.standins import run_first_pass
 
 # Zipf titles x (480p, 240p) x 10 segments, playlists 400 B, 240p segments 6-14 KB
 SHAPE = Params(titles=16, segments=10, seg_min=6_000, seg_max=14_000)
@@ -93,14 +93,9 @@ async def test_planned_fill_serves_85_percent_of_bytes_from_the_first_request(
                                    "endpoint_url": s3_endpoint, "window": "now", "rate": 0,
                                    "concurrency": 4})
     w = FillWorker(store, origin, cfg, edge="lon-1", site="lon")
-    task = asyncio.create_task(w.run())
     try:
-        async with asyncio.timeout(60):
-            await w.pass_finished.wait()
-        st = w.status()
+        st = await run_first_pass(w, 60)
     finally:
-        await w.stop()
-        await task
         await origin.close()
     assert st["state"] == "complete" and st["bytes_present"] <= budget
 

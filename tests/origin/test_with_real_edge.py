@@ -20,7 +20,7 @@ from edge.policy import make_policy
 from edge.store import Store, StoreConfig
 from origin.popularity import Popularity, read_logs
 from tests.conftest import free_port
-from tests.origin.standins import RecordingProxy
+from tests.origin.standins import RecordingProxy, run_first_pass
 from tests.origin.test_fill_worker import _put_manifest, _put_objects, _stored
 
 CS = 256 * 1024
@@ -79,14 +79,9 @@ async def test_real_peer_edge_serves_the_fill_and_its_logs_reach_the_planner(
     cfg = FillConfig.from_section({"manifests": f"s3://{s3_bucket}/manifests/",
                                    "endpoint_url": s3_endpoint, "window": "now", "rate": 0})
     w = FillWorker(store, origin, cfg, edge="lon-1", site="lon")
-    task = asyncio.create_task(w.run())
     try:
-        async with asyncio.timeout(30):
-            await w.pass_finished.wait()
-        st = w.status()
+        st = await run_first_pass(w, 30)
     finally:
-        await w.stop()
-        await task
         await origin.close()
         await proxy.close()
     assert st["state"] == "complete", st
