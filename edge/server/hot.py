@@ -41,6 +41,11 @@ HOT_HITS_CAP = 8  # policy hits recorded per hot entry and second, at most
 HOT_RECORD_SLICE = 256  # store.record_hit calls per loop turn
 
 
+
+def _only_token(query: str) -> bool:
+    """A query that is only the URL token (signed URLs of one object share an answer)."""
+    return query.startswith(_TOKEN_EQ) and "&" not in query and "#" not in query
+
 class HotEntry:
     """A ready answer for a plain GET of a whole stored object (see _hot_hit).
 
@@ -100,7 +105,7 @@ class HotPath:
         if self.tokens is None:  # type: ignore[attr-defined]
             return self.hot.get(target)  # type: ignore[attr-defined]
         path, _, query = target.partition("?")
-        if not query.startswith(_TOKEN_EQ) or "&" in query or "#" in query:
+        if not _only_token(query):
             return None
         e = self.hot.get(path)  # type: ignore[attr-defined]
         if e is None or verify(query[len(_TOKEN_EQ):], e.npath, self.clock(),  # type: ignore[attr-defined]
@@ -112,8 +117,7 @@ class HotPath:
         """Where this request's answer is kept in the hot table (see hot_lookup)."""
         if self.tokens is None:  # type: ignore[attr-defined]
             return req.target
-        q = req.query
-        return req.path if q.startswith(_TOKEN_EQ) and "&" not in q else None
+        return req.path if _only_token(req.query) else None
 
     def _hot_hit(self, conn: HttpConnection, req: Request, e: HotEntry) -> bool:
         """The whole answer to a plain GET of a stored object: one dict lookup, the same
@@ -158,16 +162,13 @@ class HotPath:
         c = self.counters
         c.requests += 1
         c.content_requests += 1
-        if e.items is not None:
-            if not e.hits:
-                self.hot_touched.append(e)
-            e.hits += 1
-            self._hot_files(conn, target, e, meta, now, age, ttl, t0)
-            return True
-        c.bytes_sent += e.size
         if not e.hits:
             self.hot_touched.append(e)
         e.hits += 1
+        if e.items is not None:
+            self._hot_files(conn, target, e, meta, now, age, ttl, t0)
+            return True
+        c.bytes_sent += e.size
         conn.transport.write(e.response(age, ttl))  # type: ignore[union-attr]
         self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
         self.hot_direct_hits += 1
