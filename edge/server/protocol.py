@@ -106,7 +106,6 @@ class HttpConnection(asyncio.Protocol):
         self.paused_reading = False
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
         self._on_writable: Callable[[], None] | None = None
         self.queue: collections.deque[Request] = collections.deque()
         self.busy = False
@@ -146,10 +145,10 @@ class HttpConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        for f in (self._drain, self._writable):
-            if f is not None and not f.done():
-                f.set_exception(ConnectionResetError("client went away"))
-        self._drain = self._writable = None
+        f = self._drain
+        if f is not None and not f.done():
+            f.set_exception(ConnectionResetError("client went away"))
+        self._drain = None
         cb, self._on_writable = self._on_writable, None
         if cb is not None:  # a response waiting to send more: it sees closed, logs, stops
             self._call_writable(cb)
@@ -301,20 +300,21 @@ class HttpConnection(asyncio.Protocol):
         path, _, query = target.partition("?")
         req = Request("GET", target, path, query, self._headers, b"", True, False)
         req.t0 = self._t0
+        self._begin(req)
+        return req
+
+    def _begin(self, req: Request) -> None:
+        """req's response is now the one in progress on this connection."""
         self.busy = True
-        self.keep_alive = True
+        self.keep_alive = req.keep_alive
         self.sent = 0
         self.head_sent = False
-        return req
 
     # ---- request cycle ---------------------------------------------------------------------
     def _next(self) -> None:
         while self.queue and not self.busy and not self.closed:
             req = self.queue.popleft()
-            self.busy = True
-            self.keep_alive = req.keep_alive
-            self.sent = 0
-            self.head_sent = False
+            self._begin(req)
             self.app.handle(self, req)
         if self.paused_reading and len(self.queue) < MAX_PIPELINE // 2 and self.transport:
             self.paused_reading = False
@@ -420,25 +420,23 @@ class HttpConnection(asyncio.Protocol):
         return n
 
     async def writable(self) -> None:
-        """Wait until the socket can take more bytes (an os.dup of its fd: uvloop refuses a
-        writer on the transport's own fd)."""
-        if self.closed:
-            raise ConnectionResetError("client went away")
-        if self.dupfd < 0:
-            self.dupfd = os.dup(self.sockfd)
-        f = self._writable = self.loop.create_future()
+        """Wait until the socket can take more bytes: when_writable, awaited."""
+        f = self.loop.create_future()
 
         def ready() -> None:
             if not f.done():
                 f.set_result(None)
 
-        self.loop.add_writer(self.dupfd, ready)
+        self.when_writable(ready)
         try:
             await f
         finally:
-            self._writable = None
-            if self.dupfd >= 0:
-                self.loop.remove_writer(self.dupfd)
+            if not f.done() and self._on_writable is ready:  # cancelled while waiting
+                self._on_writable = None
+                if self.dupfd >= 0:
+                    self.loop.remove_writer(self.dupfd)
+        if self.closed:
+            raise ConnectionResetError("client went away")
 
     def when_writable(self, cb: Callable[[], None]) -> None:
         """Call cb once the socket can take more bytes (or the connection is lost): the

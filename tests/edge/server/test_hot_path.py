@@ -14,6 +14,7 @@ import time
 import pytest
 
 from contracts.logs import AccessRecord
+from edge.server.protocol import HttpConnection
 from tests.edge.server.conftest import CHUNK, fetch, payload
 
 CC = {"Cache-Control": "max-age=600", "ETag": '"h1"', "Content-Type": "video/mp2t"}
@@ -371,3 +372,45 @@ async def test_signed_urls_share_one_prepared_answer_and_every_token_is_checked(
     r = await fetch(client, edge.url + path)
     assert r.status == 403 and b"missing token" in r.body
     assert len(direct) == 3  # a token that does not verify never reaches the entry
+
+
+async def test_a_refetched_chunk_then_files_to_a_slow_reader(origin, make_edge, client):
+    """The first chunk's file is gone: it streams from a new origin fetch, and the chunk files
+    after it go out by sendfile from the same response task, waiting for a slow reader's
+    socket (BodySender._send_file -> HttpConnection.writable)."""
+    body = payload(160 * CHUNK + 5, 15)  # 10 MiB: more than the socket buffers hold
+    origin.put("/re.ts", body, headers=CC)
+    edge = make_edge(origin.url, cache={"memory": "0"})
+    await _warm_hot_file(edge, client, "/re.ts", body)
+    fetched = origin.count("/re.ts")
+    first = next(r.path for i, _, _, r in edge.node.app.hot["/re.ts"].items if i == 0)
+    os.unlink(first)
+    edge.call(edge.node.app.fds.clear)
+    waits = []
+    original = HttpConnection.writable
+
+    async def counting(self):
+        waits.append(1)
+        await original(self)
+
+    HttpConnection.writable = counting
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", edge.node.port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /re.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        got = bytearray()
+        while len(got) < len(body):
+            got += await reader.read(min(16384, len(body) - len(got)))
+            await asyncio.sleep(0.001)
+        writer.close()
+    finally:
+        HttpConnection.writable = original
+    assert bytes(got) == body
+    assert origin.count("/re.ts") == fetched + 1  # only the missing chunk came again
+    assert waits  # the disk chunks after it waited for the socket
