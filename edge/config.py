@@ -12,6 +12,7 @@ from typing import Any
 
 from contracts.config import ConfigError, load_toml, merge, split_hostport
 from contracts.sizes import parse_size
+from edge.sched import DEFAULT_SLICE_MS
 
 POLICIES = ("lru", "popularity", "sieve", "s3fifo")
 
@@ -27,7 +28,7 @@ class NodeConfig:
     workers: int = 1
     capacity_bps: float = 10_000e6 / 8
     sendfile: bool = True
-    worker_slice_ms: float = 20.0  # --workers N: scheduler slice per worker (edge.sched)
+    worker_slice_ms: float = DEFAULT_SLICE_MS  # --workers N: scheduler slice (edge.sched)
 
 
 @dataclass(slots=True)
@@ -184,7 +185,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         workers=workers,
         capacity_bps=_num(doc, "edge", "capacity_mbps", 10_000) * 1e6 / 8,
         sendfile=_bool(doc, "edge", "sendfile", True),
-        worker_slice_ms=min(_num(doc, "edge", "worker_slice_ms", 20.0), 100.0),
+        worker_slice_ms=_num(doc, "edge", "worker_slice_ms", DEFAULT_SLICE_MS),  # sched clamps
     )
     url = _str(doc, "origin", "url", "")
     if not url:
