@@ -87,11 +87,6 @@ def tree(stats: dict[int, ProcStat], root: int) -> list[ProcStat]:
     return out
 
 
-def tree_ticks(root: int, proc: Path = Path("/proc")) -> int:
-    """Total CPU ticks (user+system, reaped children included) of the tree under root."""
-    return sum(st.ticks for st in tree(read_all(proc), root))
-
-
 def process_ns(pid: int, proc: Path = Path("/proc")) -> int | None:
     """On-CPU nanoseconds of a process's live threads (schedstat), None if unreadable."""
     total = 0

@@ -43,12 +43,13 @@ def test_tree_sums_root_and_all_descendants_only(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, [(1, 0, 1000), (10, 1, 10), (11, 10, 20), (12, 10, 30),
                                 (13, 12, 40), (20, 1, 500)])
     assert sorted(procstat.tree_pids(10, proc)) == [10, 11, 12, 13]
-    # each process: utime + stime(1) + cutime(2) + cstime(3)
-    assert procstat.tree_ticks(10, proc) == (10 + 20 + 30 + 40) + 4 * 6
-    assert procstat.tree_ticks(99, proc) == 0
+    # each process (no schedstat here: its ticks): utime + stime(1) + cutime(2) + cstime(3)
+    tick_ns = 1_000_000_000 // procstat.CLK_TCK
+    assert procstat.tree_cpu_ns(10, proc) == ((10 + 20 + 30 + 40) + 4 * 6) * tick_ns
+    assert procstat.tree_cpu_ns(99, proc) == 0
 
 
-def test_tree_ticks_counts_a_child_that_burnt_cpu_and_was_reaped() -> None:
+def test_tree_cpu_counts_a_child_that_burnt_cpu_and_was_reaped() -> None:
     # the parent burns nothing itself; a child spins ~0.3 s of CPU, exits and is reaped
     code = ("import os,sys,time\n"
             "pid=os.fork()\n"
@@ -63,8 +64,7 @@ def test_tree_ticks_counts_a_child_that_burnt_cpu_and_was_reaped() -> None:
                          stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "reaped"
-        ticks = procstat.tree_ticks(p.pid)
-        assert procstat.ticks_to_seconds(ticks) >= 0.25
+        assert procstat.tree_cpu_ns(p.pid) / 1e9 >= 0.25
     finally:
         p.communicate("")
 
