@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     p.add_argument("--origin-ca-file", metavar="PATH",
                    help="PEM CA bundle trusted for an https origin or S3 endpoint "
                         "(default: the system store)")
+    p.add_argument("--origin-tls-server-name", metavar="NAME",
+                   help="TLS name sent (SNI) and verified for an https origin reached by an "
+                        "address or another name (default: the URL's host)")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--memory-cache", metavar="SIZE", help="memory tier, e.g. 512MiB")
     p.add_argument("--disk-cache", metavar="SIZE", help="disk tier, e.g. 20GiB")
@@ -59,7 +62,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                  "site": args.site, "region": args.region,
                  "sendfile": False if args.no_sendfile else None},
         "origin": {"url": args.origin, "endpoint_url": args.endpoint_url,
-                   "default_ttl": args.default_ttl, "ca_file": args.origin_ca_file},
+                   "default_ttl": args.default_ttl, "ca_file": args.origin_ca_file,
+                   "tls_server_name": args.origin_tls_server_name},
         "cache": {"dir": args.cache_dir, "memory": args.memory_cache, "disk": args.disk_cache,
                   "chunk_size": args.chunk_size, "policy": args.policy,
                   "fsync": False if args.no_fsync else None},

@@ -6,6 +6,7 @@ Every bad value raises contracts.config.ConfigError naming the key, so an operat
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class OriginConfig:
     max_connections: int = 256
     hit_for_pass: float = 60.0
     ca_file: str | None = None  # PEM bundle trusted for https origins (None = system store)
+    # TLS name sent (SNI) and verified instead of the URL's host, like nginx's proxy_ssl_name;
+    # None = the URL's host. Origin data path only (not boto3: [fill] manifests, [logship])
+    tls_server_name: str | None = None
 
 
 @dataclass(slots=True)
@@ -191,9 +195,10 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
     if not url:
         raise ConfigError("origin.url: missing (s3://bucket[/prefix] or http(s)://host[/prefix])")
     kind, base, prefix = parse_origin_url(url)
+    endpoint_url = _get(doc, "origin", "endpoint_url", None) or None
     origin = OriginConfig(
         url=url, kind=kind, bucket=base, prefix=prefix,
-        endpoint_url=_get(doc, "origin", "endpoint_url", None) or None,
+        endpoint_url=endpoint_url,
         region=_get(doc, "origin", "region", None) or None,
         access_key_id=_get(doc, "origin", "access_key_id", None) or None,
         secret_access_key=_get(doc, "origin", "secret_access_key", None) or None,
@@ -205,6 +210,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         max_connections=int(_num(doc, "origin", "max_connections", 256, lo=1)),
         hit_for_pass=_num(doc, "origin", "hit_for_pass", 60.0),
         ca_file=_ca_file(doc),
+        tls_server_name=_tls_server_name(doc, kind, base, endpoint_url),
     )
     policy = _str(doc, "cache", "policy", "popularity")
     if policy not in POLICIES:
@@ -275,6 +281,33 @@ def _ca_file(doc: dict[str, Any]) -> str | None:
     from edge.origin_client.tls import check_ca_file
 
     return check_ca_file(value)
+
+
+def _tls_server_name(doc: dict[str, Any], kind: str, base: str,
+                     endpoint_url: str | None) -> str | None:
+    """origin.tls_server_name, refused where the origin's data path has no TLS to name.
+
+    It reaches only the aiohttp data path (an https origin.url, or the presigned URLs of an
+    https S3 endpoint); boto3 calls ([fill] manifests, [logship] uploads) keep the endpoint's
+    own host, as botocore takes no separate TLS name.
+    """
+    value = _get(doc, "origin", "tls_server_name", None)
+    if value is None:
+        return None
+    from edge.origin_client.tls import check_server_name
+
+    name = check_server_name(value)
+    if kind == "s3":
+        # the same endpoint S3Origin presigns against; no endpoint = AWS, always https
+        target = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                  or os.environ.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com")
+    else:
+        target = base
+    if not target.lower().startswith("https://"):
+        what = "origin.url" if kind == "http" else "the S3 endpoint"
+        raise ConfigError(f"origin.tls_server_name: {what} {target!r} is plain http, so there "
+                          "is no TLS to send a server name in; use an https URL or drop it")
+    return name
 
 
 def _table(doc: dict[str, Any], section: str) -> dict[str, Any] | None:

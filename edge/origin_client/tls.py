@@ -4,7 +4,9 @@ The edge is a shared cache: an unverified origin connection would let one on-pat
 poison what every client is served, so verification has no off switch. An origin with a
 private CA, or a self-signed certificate, is trusted by naming that PEM in ``origin.ca_file``
 (which then replaces the system store, like curl's --cacert or nginx's
-proxy_ssl_trusted_certificate). Hostname checking stays on; SNI carries the URL's host.
+proxy_ssl_trusted_certificate). Hostname checking stays on; SNI carries the URL's host, or
+``origin.tls_server_name`` when the origin is reached by an address (or a name) its certificate
+does not list (nginx's proxy_ssl_name): that name is then both sent as SNI and verified.
 """
 
 from __future__ import annotations
@@ -55,6 +57,36 @@ def check_ca_file(value: str) -> str:
     path = str(Path(value).expanduser().absolute())
     client_context(path)
     return path
+
+
+def check_server_name(value: object) -> str:
+    """origin.tls_server_name as given, or ConfigError saying why it cannot be a TLS name.
+
+    Only a bare host name: the port and scheme come from origin.url, and a value that is not a
+    name would fail every handshake instead of stopping start-up.
+    """
+    key = "origin.tls_server_name"
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a host name string, got {value!r}")
+    if not value:
+        raise ConfigError(f"{key}: empty (leave it out to use the host of origin.url)")
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"{key}: contains whitespace: {value!r}")
+    if "/" in value:
+        raise ConfigError(f"{key}: a host name, not a URL or path: {value!r}")
+    if ":" in value:
+        raise ConfigError(f"{key}: a host name without a port (the port comes from "
+                          f"origin.url): {value!r}")
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
+    if (not value.isascii() or len(name) > 253
+            or not all(0 < len(lb) <= 63 and _LABEL_CHARS.issuperset(lb) for lb in labels)):
+        raise ConfigError(f"{key}: not a valid host name (letters, digits, '-', '.'; "
+                          f"an IDN in its xn-- form): {value!r}")
+    return value
+
+
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 def failure_reason(err: BaseException) -> str:
