@@ -117,7 +117,11 @@ def quote_path(path: str) -> str:
 
 
 class AiohttpFetcher:
-    """One pooled aiohttp session with the configured timeouts; shared by both origin kinds."""
+    """One pooled aiohttp session with the configured timeouts; shared by both origin kinds.
+
+    https requests send ``origin.tls_server_name`` (when set) as SNI and verify the certificate
+    against it instead of the URL's host; the Host header still comes from the URL.
+    """
 
     max_field_size = 16384
 
@@ -151,7 +155,7 @@ class AiohttpFetcher:
             async with asyncio.timeout(self.cfg.connect_timeout + self.cfg.first_byte_timeout):
                 resp = await self.session.request(
                     method, URL(url, encoded=True), headers=headers, data=body,
-                    allow_redirects=False,
+                    allow_redirects=False, server_hostname=self._server_name(url),
                 )
         except TimeoutError as e:
             raise OriginError("timeout", "origin timed out before the first byte") from e
@@ -162,6 +166,12 @@ class AiohttpFetcher:
         except (aiohttp.ClientError, OSError) as e:
             raise OriginError("unreachable", f"origin unreachable: {type(e).__name__}") from e
         return OriginResponse(resp.status, join_headers(resp.headers), resp, self.cfg.read_timeout)
+
+    def _server_name(self, url: str) -> str | None:
+        # plain http (and peer sockets sharing this class) have no TLS to name
+        if self.cfg.tls_server_name and url[:8].lower() == "https://":
+            return self.cfg.tls_server_name
+        return None
 
     async def close(self) -> None:
         if self.session is not None:
