@@ -144,7 +144,8 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         self.hot_bytes = 0
         self.fds = FdCache()  # open chunk files for sendfile (see edge.server.fdcache)
         self.hot_touched: list[HotEntry] = []  # entries hit since the last flush_hot_hits
-        self.hot_direct_hits = 0  # hot hits not yet in by_cache (fold_hot_counts)
+        self.hot_direct_hits = 0  # hot answers not yet counted (fold_hot_counts)
+        self.hot_direct_bytes = 0  # their body bytes
         self.hot_max = min(64 * 1024**2, max(cfg.cache.memory_bytes // 4, 0))
         self._keys: dict[str, str] = {}  # normalized path -> cache key (no query)
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -51,12 +51,13 @@ class HotEntry:
 
     ``resp`` is the response for the current whole seconds of Age and of the Cache-Status
     ttl: status line and headers, then the body when it is held in memory (``items`` None);
-    it is rebuilt when either second changes, so a hit between rebuilds writes a prepared
-    bytes object. With ``items`` (body items of BodySender: chunk index, offset, length,
-    ref) the body is sent from the chunk files after it."""
+    it is rebuilt once either second has changed (``resp_until``), so a hit in between
+    writes a prepared bytes object. With ``items`` (body items of BodySender: chunk index,
+    offset, length, ref) the body is sent from the chunk files after it. The answer is fresh
+    until ``fresh_until`` (the freshness rule lifetime > age, solved for the clock once)."""
 
     __slots__ = ("key", "meta", "view", "prefix", "body", "items", "npath", "chunks", "remote",
-                 "size", "resp", "age_i", "ttl_i", "hits", "logmid")
+                 "size", "length", "resp", "resp_until", "fresh_until", "hits", "logmid")
 
     def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes,
                  body: bytes | memoryview,
@@ -72,25 +73,30 @@ class HotEntry:
         self.chunks = chunks
         self.remote = remote
         self.size = len(body)  # bytes held in memory
+        self.length = meta.size  # body bytes of one answer
         self.resp = b""
-        self.age_i = -1
-        self.ttl_i = -1
+        self.resp_until = float("-inf")
+        # age(now) = age_at + (now - rt), fresh while lifetime > age(now)
+        self.fresh_until = view.rt + view.lifetime - view.age_at
         self.hits = 0  # since the last flush_hot_hits
         self.logmid = logmid  # the access-log fields that never change for this answer
 
-    def response(self, age: float, ttl: float) -> bytes:
-        """The full response for this age and ttl (rebuilt when a whole second changes)."""
+    def response(self, now: float) -> bytes:
+        """The full response at clock time now (rebuilt when a whole second changes)."""
+        if now < self.resp_until:
+            return self.resp
+        v = self.view
+        age = max(0.0, v.age_at + (now - v.rt))
+        ttl = v.lifetime - age
         a = int(age)
         t = int(ttl)
-        if a != self.age_i or t != self.ttl_i:
-            resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
-                                         self.view.hit_status(ttl).encode(), b"\r\n\r\n",
-                                         self.body))
-            if self.size:  # the body is kept once: as the tail of the prepared response
-                self.body = memoryview(resp)[len(resp) - self.size:]
-            self.age_i = a
-            self.ttl_i = t
-        return self.resp
+        resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
+                                     v.hit_status(ttl).encode(), b"\r\n\r\n", self.body))
+        if self.size:  # the body is kept once: as the tail of the prepared response
+            self.body = memoryview(resp)[len(resp) - self.size:]
+        # valid until Age reaches a + 1 or ttl drops below t, whichever comes first
+        self.resp_until = now + min(a + 1 - age, ttl - t if ttl >= 0 else 1.0)
+        return resp
 
 
 class HotPath:
@@ -129,10 +135,8 @@ class HotPath:
                 or not conn.keep_alive or self.draining or conn.internal or not conn.public):
             return False
         meta = self.store.get_meta(e.key)
-        view = e.view
-        age = view.age_at + (self.clock() - view.rt)
-        ttl = view.lifetime - age
-        if meta is not e.meta or ttl <= 0:
+        now = self.clock()
+        if meta is not e.meta or now >= e.fresh_until:
             self._hot_drop(self._hot_key(req) or req.target)
             return False
         if not e.hits:
@@ -140,52 +144,44 @@ class HotPath:
         e.hits += 1
         if e.items is not None:
             self.send_body(conn, req, meta, list(e.items), 0, 200, "hit",  # type: ignore[attr-defined]
-                           e.npath, e.response(age, ttl))
+                           e.npath, e.response(now))
             return True
-        conn.write_joined([e.response(age, ttl)], e.size)
+        conn.write_joined([e.response(now)], e.size)
         self._log(conn, req, 200, "hit")
         conn.finish()
         return True
 
-    def hot_direct(self, conn: HttpConnection, target: str, e: HotEntry, t0: float) -> bool:
+    def hot_direct(self, conn: HttpConnection, target: str, t0: float) -> bool:
         """The hot answer straight from the parser, before the request is queued: the caller
-        saw a plain keep-alive HTTP/1.1 GET with no blocking header on an idle public
-        connection. Same checks and answer as _hot_hit; a memory answer needs no Request
-        object at all."""
-        meta = self.store.get_meta(e.key)
-        view = e.view
-        now = self.clock()
-        age = view.age_at + (now - view.rt)
-        ttl = view.lifetime - age
-        if meta is not e.meta or ttl <= 0 or self.draining:
+        saw a plain keep-alive HTTP/1.1 GET with no blocking field on an idle public
+        connection. Same checks and answer as _hot_hit, without a Request object; counted
+        and logged in bulk (fold_hot_counts, the access rows). False: not answered here."""
+        e = self.hot.get(target) if self.tokens is None else \
+            self.hot_lookup(target, conn.client)  # type: ignore[attr-defined]
+        if e is None:
             return False
-        c = self.counters
-        c.requests += 1
-        c.content_requests += 1
+        now = self.clock()
+        if now >= e.fresh_until or self.store.get_meta(e.key) is not e.meta or self.draining:
+            return False  # the general path drops or revalidates it
         if not e.hits:
             self.hot_touched.append(e)
         e.hits += 1
-        if e.items is not None:
-            self._hot_files(conn, target, e, meta, now, age, ttl, t0)
-            return True
-        c.bytes_sent += e.size
-        conn.transport.write(e.response(age, ttl))  # type: ignore[union-attr]
-        self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
-        self.hot_direct_hits += 1
+        conn.transport.write(e.response(now))  # type: ignore[union-attr]
+        if e.items is None or self._hot_files(conn, target, e):
+            self.hot_direct_hits += 1
+            self.hot_direct_bytes += e.length
+            self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
         return True
 
-    def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry, meta: ObjectMeta,
-                   now: float, age: float, ttl: float, t0: float) -> None:
-        """A file entry's answer: the prepared header, then each chunk file by sendfile as far
-        as the socket takes it at once. Sent whole (the usual case), it is counted and logged
-        as a memory answer is; anything left (a full socket, a chunk file gone, an error)
-        becomes a response in progress that send_body finishes from the first unsent byte."""
-        t = conn.transport
-        t.write(e.response(age, ttl))  # type: ignore[union-attr]
+    def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry) -> bool:
+        """A file entry's body after its header: each chunk file by sendfile as far as the
+        socket takes it at once. True: sent whole (the usual case). Anything left (a full
+        socket, a chunk file gone, an error) becomes a response in progress that send_body
+        finishes from the first unsent byte, and logs."""
         items = e.items
         assert items is not None
         j = part = sent = 0
-        if not t.get_write_buffer_size():  # type: ignore[union-attr]
+        if not conn.transport.get_write_buffer_size():  # type: ignore[union-attr]
             fds = self.fds  # type: ignore[attr-defined]
             mono = time.monotonic()
             sock = conn.sockfd
@@ -201,11 +197,7 @@ class HotPath:
                 j += 1
                 part = 0
             else:
-                self.counters.bytes_sent += sent  # type: ignore[attr-defined]
-                self.access.append((now, conn.client, e.logmid,  # type: ignore[attr-defined]
-                                    (time.monotonic() - t0) * 1000.0))
-                self.hot_direct_hits += 1
-                return
+                return True
         rest = list(items[j:])
         if part:
             index, off, ln, ref = rest[0]
@@ -213,14 +205,21 @@ class HotPath:
         req = conn.direct_request(target)
         conn.head_sent = True
         conn.sent = sent
-        self.send_body(conn, req, meta, rest, 0, 200, "hit", e.npath)  # type: ignore[attr-defined]
+        self.send_body(conn, req, e.meta, rest, 0, 200, "hit", e.npath)  # type: ignore[attr-defined]
+        return False
 
     def fold_hot_counts(self) -> None:
-        """Add the hot path's hits (a plain integer there) to by_cache; readers call this."""
+        """Add the hot path's answers (two plain integers there) to by_cache and the
+        counters; everything that reads those calls this first."""
         n = self.hot_direct_hits
         if n:
             self.hot_direct_hits = 0
             self.by_cache["hit"] = self.by_cache.get("hit", 0) + n
+            c = self.counters  # type: ignore[attr-defined]
+            c.requests += n
+            c.content_requests += n
+            c.bytes_sent += self.hot_direct_bytes
+            self.hot_direct_bytes = 0
 
     def flush_hot_hits(self) -> None:
         """Tell the store (and, with --workers N, the chunks' owners) about the hot path's

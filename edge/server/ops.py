@@ -61,6 +61,7 @@ class Ops:
 
     def tick(self) -> None:
         now = time.monotonic()
+        self.app.fold_hot_counts()
         self.samples.append((now, self.app.counters.bytes_sent))
         if len(self.samples) >= 2:
             (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]

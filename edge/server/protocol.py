@@ -91,6 +91,7 @@ class HttpConnection(asyncio.Protocol):
         self.admin = admin  # admin endpoints are served on this listener
         self.public = public  # content and /healthz /metrics are served on this listener
         self.internal = internal  # a worker's Unix socket: peer requests trusted
+        self.hot_ok = public and not internal  # prepared answers may be given here
         lim = app.limits
         self.max_head = lim.max_header_bytes
         self.max_url = lim.max_url_bytes
@@ -207,19 +208,17 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._t0 = time.monotonic()
         self._plain = True
         self._url = b""
         self._headers = {}
         self._head_bytes = 0
-        self._in_head = True
-        self._body = None
-        self._body_len = 0
+        self._in_head = True  # (the body state is reset where a body was taken)
 
     def on_url(self, url: bytes) -> None:
-        if not self._url:
-            self._t0 = time.monotonic()
-        self._url += url
-        if len(self._url) > self.max_url:
+        u = self._url + url
+        self._url = u
+        if len(u) > self.max_url:
             self._reject = (414, "request target too long")
             raise _Reject
 
@@ -242,10 +241,7 @@ class HttpConnection(asyncio.Protocol):
             h[k] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        if self._head_bytes > self.max_head + len(self._url):
-            self._reject = (431, "request header fields too large")
-            raise _Reject
+        self._in_head = False  # (on_header checked the head's size field by field)
         if self._plain:  # content-length is a hot blocker: none here
             return
         v = self._headers.get("content-length")
@@ -266,25 +262,29 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         p = self.parser
+        method = p.get_method()
+        target = self._url.decode("latin-1")
+        # a plain HTTP/1.1 GET (no blocking field, so keep-alive) on an idle public connection:
+        # the prepared answer straight from here, no Request object (edge.server.hot)
+        if (method == b"GET" and self._plain and self.hot_ok and not self.busy and not self.queue
+                and not self.closed and p.get_http_version() == "1.1"
+                and self.app.hot_direct(self, target, self._t0)):
+            self.last_active = self.loop.time()
+            return
         try:
-            method = p.get_method().decode("ascii")
-            target = self._url.decode("latin-1")
+            m = method.decode("ascii")
         except UnicodeDecodeError:
             self._reject = (400, "bad request line")
             raise _Reject from None
-        if self._plain and not self.busy and not self.queue and self.public \
-                and not self.internal and not self.closed and method == "GET":
-            e = self.app.hot_lookup(target, self.client)
-            if e is not None and p.should_keep_alive() and p.get_http_version() == "1.1" \
-                    and self.app.hot_direct(self, target, e, self._t0):
-                self.last_active = self.loop.time()
-                return
         path, _, query = target.partition("?")
         if "#" in query:
             query = query.partition("#")[0]
         http10 = p.get_http_version() == "1.0"
         body = self._body
-        req = Request(method, target, path, query, self._headers,
+        if body is not None:
+            self._body = None
+            self._body_len = 0
+        req = Request(m, target, path, query, self._headers,
                       b"".join(body) if body else b"", p.should_keep_alive(), http10)
         self.queue.append(req)
         if len(self.queue) > MAX_PIPELINE and not self.paused_reading and self.transport:
