@@ -144,6 +144,11 @@ class AccessLog:
         self.file = open(self.path, "a")  # noqa: SIM115
         self.opened = time.monotonic()
 
+    def rotation_due(self) -> bool:
+        """Is a spool file open past rotate_seconds? (read without the lock: a stale answer
+        only delays the rename by a tick)"""
+        return self.file is not None and time.monotonic() - self.opened >= self.cfg.rotate_seconds
+
     def maybe_rotate(self, force: bool = False) -> None:
         if self.file is None:
             return

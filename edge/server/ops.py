@@ -132,7 +132,8 @@ class Ops:
             self.access.write(rows)
             return
         if not rows or not self.access.enabled:
-            self._log_task = loop.create_task(asyncio.to_thread(self.access.write_text, ""))
+            if self.access.rotation_due():  # nothing to write: no thread hop unless rotating
+                self._log_task = loop.create_task(asyncio.to_thread(self.access.write_text, ""))
             return
         self._fmt = (rows, [])
         loop.call_soon(self._format_slice, 0)
