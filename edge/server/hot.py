@@ -15,6 +15,7 @@ again (BodySender). Policy bookkeeping for these hits is batched once a second o
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from json.encoder import encode_basestring_ascii as encode_json_str
@@ -89,13 +90,14 @@ class HotEntry:
         age = max(0.0, v.age_at + (now - v.rt))
         ttl = v.lifetime - age
         a = int(age)
-        t = int(ttl)
         resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
                                      v.hit_status(ttl).encode(), b"\r\n\r\n", self.body))
         if self.size:  # the body is kept once: as the tail of the prepared response
             self.body = memoryview(resp)[len(resp) - self.size:]
-        # valid until Age reaches a + 1 or ttl drops below t, whichever comes first
-        self.resp_until = now + min(a + 1 - age, ttl - t if ttl >= 0 else 1.0)
+        # valid until Age reaches a + 1 or ttl its next whole second down, whichever is first
+        # (less a millisecond: float rounding never lets a changed second through; a rebuild
+        # just before the change gives the same bytes)
+        self.resp_until = now + min(a + 1 - age, ttl - math.floor(ttl)) - 1e-3
         return resp
 
 

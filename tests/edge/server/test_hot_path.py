@@ -12,8 +12,12 @@ import socket
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.logs import AccessRecord
+from edge.http.cachestatus import cache_status
+from edge.server.hot import HotEntry
 from edge.server.protocol import HttpConnection
 from tests.edge.server.conftest import CHUNK, fetch, payload
 
@@ -80,6 +84,18 @@ async def test_hot_answers_are_logged_and_counted_like_general_hits(origin, make
     assert list(json.loads(lines[0])) == list(
         json.loads(log_file.read_text().splitlines()[before - 1]))
     assert edge.node.app.hot["/h.ts"].resp  # these were answered by the hot path
+    # ...and counted in requests and bytes (folded from the hot path's two integers)
+    await _keepalive_gets(edge.node.port, "/h.ts", 1)
+    app = edge.node.app
+
+    def counted() -> tuple[int, int]:
+        app.fold_hot_counts()
+        return app.counters.requests, app.counters.bytes_sent
+
+    n0, b0 = edge.call(counted)
+    await _keepalive_gets(edge.node.port, "/h.ts", 3)
+    n1, b1 = edge.call(counted)
+    assert (n1 - n0, b1 - b0) == (3, 3 * len(BODY))
     # /metrics and /healthz count them as hits
     m = await fetch(client, edge.url + "/metrics")
     hits = re.search(rb'edgecdn_requests_total\{cache="hit"\} (\d+)', m.body)
@@ -415,3 +431,35 @@ async def test_a_refetched_chunk_then_files_to_a_slow_reader(origin, make_edge, 
     assert bytes(got) == body
     assert origin.count("/re.ts") == fetched + 1  # only the missing chunk came again
     assert waits  # the disk chunks after it waited for the socket
+
+
+class _View:
+    """The parts of MetaView a HotEntry reads."""
+
+    def __init__(self, age_at: float, rt: float, lifetime: float) -> None:
+        self.age_at, self.rt, self.lifetime = age_at, rt, lifetime
+
+    def hit_status(self, ttl: float) -> str:
+        return cache_status(hit=True, ttl=ttl)
+
+
+@given(age_at=st.floats(0, 1e5), lifetime=st.floats(1, 1e6),
+       steps=st.lists(st.floats(0, 3), min_size=1, max_size=40),
+       body=st.sampled_from([b"", b"0123456789"]))
+def test_a_prepared_response_always_equals_one_built_at_that_instant(age_at, lifetime, steps,
+                                                                     body):
+    """The prepared answer is reused until Age's or ttl's whole second changes: at any instant
+    (fresh or not) it is byte for byte what building it then would give."""
+    rt = 1_800_000_000.0
+    meta = type("M", (), {"size": len(body)})()
+    view = _View(age_at, rt, lifetime)
+    e = HotEntry("k", meta, view, b"HTTP/1.1 200 OK\r\n", body, (0,), (), "")  # type: ignore[arg-type]
+    now = rt
+    for dt in steps:
+        now += dt
+        age = max(0.0, age_at + (now - rt))
+        want = b"".join((b"HTTP/1.1 200 OK\r\n", b"age: %d\r\ncache-status: " % int(age),
+                         cache_status(hit=True, ttl=lifetime - age).encode(), b"\r\n\r\n",
+                         body))
+        assert e.response(now) == want
+        assert (now < e.fresh_until) == (lifetime - age > 0) or abs(lifetime - age) < 1e-5
