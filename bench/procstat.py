@@ -14,6 +14,8 @@ is 15% busy), plus reaped children's ticks as above.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +114,31 @@ def tree_cpu_ns(root: int, proc: Path = Path("/proc")) -> int:
             ns = (st.utime + st.stime) * tick_ns
         total += ns + (st.cutime + st.cstime) * tick_ns
     return total
+
+
+SETTLE_WINDOW = 1.2  # s: longer than a server's housekeeping period (edgecdn ticks each 1 s)
+SETTLE_QUIET = 0.02  # of one core: what counts as quiet (an idle edge worker uses ~0.1%)
+SETTLE_MAX = 10.0  # s: give up waiting (a server that never goes quiet is measured anyway)
+
+
+def settle(root: int, *, window: float = SETTLE_WINDOW, quiet: float = SETTLE_QUIET,
+           max_s: float = SETTLE_MAX, read: Callable[[int], int] | None = None,
+           sleep: Callable[[float], None] = time.sleep) -> int:
+    """Wait until the tree under root has spent at most ``quiet`` of a core over a whole
+    window, and return its CPU ns then. Work a load leaves behind (access lines formatted at
+    the next tick, policy updates, metrics) is done by then, so a run measured from one
+    settle to the next counts what its requests cost and nothing from the run before."""
+    read = read or tree_cpu_ns
+    last = read(root)
+    waited = 0.0
+    while waited < max_s:
+        sleep(window)
+        waited += window
+        now = read(root)
+        if now - last <= quiet * window * 1e9:
+            return now
+        last = now
+    return last
 
 
 def tree_pids(root: int, proc: Path = Path("/proc")) -> list[int]:

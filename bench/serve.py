@@ -5,9 +5,12 @@ content (2 MiB segments and 16 KiB objects from a local origin), is warmed until
 path is a verified hit, and is measured in interleaved rounds (the order flips each round,
 since run-to-run spread here is large); each figure is the median over rounds.
 
-The server's CPU is read from /proc for its whole process tree before and after each wrk
-run (every thread's schedstat, in nanoseconds): on a 2-core machine wrk often saturates
-first, so CPU per GB and per 10,000 requests are the figures to compare, not raw throughput.
+The server's CPU is read from /proc for its whole process tree before each wrk run and once
+the server has settled after it (every thread's schedstat, in nanoseconds; settled = at most
+2% of a core over 1.2 s): work a load leaves behind, such as access lines formatted at the next
+second's tick, counts for that load and not for whichever run comes next. On a 2-core machine
+wrk often saturates first, so CPU per GB and per 10,000 requests are the figures to compare,
+not raw throughput.
 """
 
 from __future__ import annotations
@@ -62,10 +65,11 @@ class Sample:
     duration_s: float
     bytes_read: int
     p99_ms: float
-    server_cpu_s: float
+    server_cpu_s: float  # during the run and until the server settled after it
     wrk_cpu_s: float
     errors: int
     core_busy_s: float = float("nan")  # the server core's busy time, whoever used it
+    tail_cpu_s: float = 0.0  # the part of server_cpu_s spent after wrk stopped
 
     @property
     def payload_gb(self) -> float:
@@ -82,7 +86,8 @@ class Sample:
             "server_core_util": self.server_cpu_s / d if d else 0.0,
             "wrk_core_util": self.wrk_cpu_s / d if d else 0.0,
             # share of the server's core used by other processes (a shared machine's noise)
-            "others_on_server_core": max(0.0, (self.core_busy_s - self.server_cpu_s) / d)
+            "others_on_server_core": max(
+                0.0, (self.core_busy_s - (self.server_cpu_s - self.tail_cpu_s)) / d)
             if d else 0.0,
             # all bytes wrk read per counted request: headers, plus the bytes of responses
             # still in flight when the run stopped (large for 2 MiB with many connections)
@@ -236,18 +241,21 @@ def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchC
     cmd = wrkmod.command(plan.wrk_bin, r.url, script, connections=cfg.connections,
                          duration_s=duration_s, cpu=cfg.load_cpu)
     core = cfg.server_cpu
+    # the previous run settled before it was read, so its leftovers are not counted here
     busy0 = procstat.cpu_busy_ticks(core) if core is not None else 0
     before = procstat.tree_cpu_ns(r.proc.pid)
     res, wrk_cpu = wrkmod.run(cmd, timeout=duration_s + 30)
-    after = procstat.tree_cpu_ns(r.proc.pid)
     busy = (procstat.ticks_to_seconds(procstat.cpu_busy_ticks(core) - busy0)
             if core is not None else float("nan"))
+    stopped = procstat.tree_cpu_ns(r.proc.pid)
+    after = procstat.settle(r.proc.pid)  # what this load left to do counts as its cost
     if r.proc.poll() is not None:
         raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
     return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,
                   requests=res.requests, duration_s=res.duration_s, bytes_read=res.bytes_read,
                   p99_ms=res.p99_us / 1e3, server_cpu_s=(after - before) / 1e9,
-                  wrk_cpu_s=wrk_cpu, errors=res.total_errors, core_busy_s=busy)
+                  wrk_cpu_s=wrk_cpu, errors=res.total_errors, core_busy_s=busy,
+                  tail_cpu_s=(after - stopped) / 1e9)
 
 
 @dataclass

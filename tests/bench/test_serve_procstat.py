@@ -143,3 +143,45 @@ def test_tree_cpu_ns_falls_back_to_ticks_without_schedstat(tmp_path: Path) -> No
     tick_ns = 1_000_000_000 // procstat.CLK_TCK
     # utime + stime(1) live, cutime(2) + cstime(3) reaped, per process
     assert procstat.tree_cpu_ns(10, proc) == ((10 + 1) + (20 + 1) + 2 * 5) * tick_ns
+
+
+def test_settle_waits_for_a_whole_quiet_window_and_returns_the_cpu_then() -> None:
+    ms = 1_000_000
+    readings = iter([0, 300 * ms, 325 * ms, 335 * ms, 336 * ms, 999 * ms])
+    slept: list[float] = []
+    got = procstat.settle(1, window=1.0, quiet=0.02, read=lambda pid: next(readings),
+                          sleep=slept.append)
+    # 300 ms, 25 ms busy in the first two windows; 10 ms (1%) is quiet
+    assert got == 335 * ms and slept == [1.0, 1.0, 1.0]
+
+
+def test_settle_gives_up_after_max_s_with_the_last_reading() -> None:
+    n = iter(range(0, 10**12, 10**9))  # a full core busy, always
+    slept: list[float] = []
+    got = procstat.settle(1, window=0.5, max_s=2.0, read=lambda pid: next(n), sleep=slept.append)
+    assert slept == [0.5] * 4 and got == 4 * 10**9
+
+
+def test_settle_counts_the_work_a_real_process_does_after_its_load() -> None:
+    """A child that keeps working for 0.3 s after we stop asking (deferred work): settle
+    returns only once that work is done, and its CPU is in the reading."""
+    code = ("import sys,time\n"
+            "print(0, flush=True)\n"
+            "sys.stdin.readline()\n"
+            "t=time.process_time()\n"
+            "while time.process_time()-t<0.3: pass\n"
+            "sys.stdin.read()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        p.stdout.readline()
+        start = procstat.tree_cpu_ns(p.pid)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        got = procstat.settle(p.pid, window=0.25)
+        assert (got - start) / 1e9 >= 0.29  # the whole 0.3 s burst, not a slice of it
+        assert procstat.tree_cpu_ns(p.pid) - got < 0.02e9  # and quiet since
+    finally:
+        p.kill()
+        p.wait()
