@@ -92,13 +92,19 @@ def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, out: Pa
     return cert_path, _write_key(key, out / f"{name}.key")
 
 
+def new_ca(out: Path, cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
+    """A throwaway CA under out (created): its key, certificate and ca.pem."""
+    out.mkdir()
+    ca_key, ca_cert = _ca(cn)
+    ca = out / "ca.pem"
+    ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return ca_key, ca_cert, ca
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     out = tmp_path / "pki"
-    out.mkdir()
-    ca_key, ca_cert = _ca("edgecdn test CA")
-    ca = out / "ca.pem"
-    ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_key, ca_cert, ca = new_ca(out, "edgecdn test CA")
     rogue_key, rogue_cert = _ca("someone else's CA")
     certs = {
         "good": _leaf(ca_key, ca_cert, out, "good", ["localhost"], ["127.0.0.1"]),

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from contracts.config import ConfigError
 from edge.cli import overrides, register
 from edge.config import build_config, load_config
 from tests.conftest import free_port
 from tests.edge.server.conftest import CHUNK, EdgeProcess, fetch, payload
-from tests.edge.server.test_https_origin import CC, HttpsOrigin, Pki, TlsS3Front, _ca, _leaf
+from tests.edge.server.test_https_origin import CC, HttpsOrigin, Pki, TlsS3Front, _leaf, new_ca
 
 NAME = "origin.test"
 
@@ -27,10 +26,7 @@ NAME = "origin.test"
 def name_pki(tmp_path: Path) -> Pki:
     """A CA and one leaf for the DNS name origin.test only (no IP address SAN)."""
     out = tmp_path / "pki"
-    out.mkdir()
-    ca_key, ca_cert = _ca("edgecdn tls-name CA")
-    ca = out / "ca.pem"
-    ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_key, ca_cert, ca = new_ca(out, "edgecdn tls-name CA")
     return Pki(ca, {"named": _leaf(ca_key, ca_cert, out, "named", [NAME], [])})
 
 
