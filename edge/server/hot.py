@@ -18,6 +18,7 @@ import asyncio
 import math
 import os
 import time
+from functools import partial
 from json.encoder import encode_basestring_ascii as encode_json_str
 from typing import TYPE_CHECKING, Any
 
@@ -169,46 +170,71 @@ class HotPath:
             self.hot_touched.append(e)
         e.hits += 1
         conn.transport.write(e.response(now))  # type: ignore[union-attr]
-        if e.items is None or self._hot_files(conn, target, e):
-            self.hot_direct_hits += 1
-            self.hot_direct_bytes += e.length
-            self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
+        if e.items is None:
+            self._hot_done(conn, e, now, t0)
+        else:
+            self._hot_files(conn, target, e, 0, 0, 0, now, t0)
         return True
 
-    def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry) -> bool:
-        """A file entry's body after its header: each chunk file by sendfile as far as the
-        socket takes it at once. True: sent whole (the usual case). Anything left (a full
-        socket, a chunk file gone, an error) becomes a response in progress that send_body
-        finishes from the first unsent byte, and logs."""
+    def _hot_done(self, conn: HttpConnection, e: HotEntry, now: float, t0: float) -> None:
+        self.hot_direct_hits += 1
+        self.hot_direct_bytes += e.length
+        self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
+
+    def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry, j: int, off: int,
+                   sent: int, now: float, t0: float) -> None:
+        """A file entry's body after its header, from item j (``off`` bytes of it already
+        sent): each chunk file by sendfile as far as the socket takes it; when it is full,
+        the connection holds (later requests queue) and this goes on from a writability
+        callback, as the bare sendfile server does. Anything else (a chunk file gone or cut
+        short, the client gone) is handed, from the first unsent byte, to send_body, whose
+        rules finish or cut the response and log it."""
         items = e.items
         assert items is not None
-        j = part = sent = 0
-        if not conn.transport.get_write_buffer_size():  # type: ignore[union-attr]
+        n = len(items)
+        if not conn.closed and not conn.transport.get_write_buffer_size():  # type: ignore[union-attr]
             fds = self.fds  # type: ignore[attr-defined]
             mono = time.monotonic()
             sock = conn.sockfd
-            for _, off, ln, ref in items:
+            while j < n:
+                _, o, ln, ref = items[j]
                 try:
-                    part = os.sendfile(sock, fds.get(ref, mono), off, ln)
-                except OSError:  # would block, file gone, connection reset: send_body decides
-                    part = 0
+                    part = os.sendfile(sock, fds.get(ref, mono), o + off, ln - off)
+                except (BlockingIOError, InterruptedError):
+                    part = -1
+                except OSError:  # file gone, connection reset: the general rules decide
                     break
-                sent += part
-                if part != ln:
-                    break
-                j += 1
-                part = 0
+                if part == 0:
+                    break  # the file ended before its length: not a whole answer
+                if part > 0:
+                    sent += part
+                    off += part
+                    if off == ln:
+                        j += 1
+                        off = 0
+                        continue
+                # the socket is full (it took part or nothing): go on when it can take more
+                if not conn.busy:
+                    conn.hold()
+                conn.when_writable(partial(self._hot_files, conn, target, e, j, off, sent, now,
+                                           t0))
+                return
             else:
-                return True
+                self._hot_done(conn, e, now, t0)
+                if conn.busy:
+                    conn.finish()
+                return
         rest = list(items[j:])
-        if part:
-            index, off, ln, ref = rest[0]
-            rest[0] = (index, off + part, ln - part, ref)
+        if off:
+            index, o, ln, ref = rest[0]
+            rest[0] = (index, o + off, ln - off, ref)
         req = conn.direct_request(target)
         conn.head_sent = True
         conn.sent = sent
+        c = self.counters  # type: ignore[attr-defined]
+        c.requests += 1
+        c.content_requests += 1
         self.send_body(conn, req, e.meta, rest, 0, 200, "hit", e.npath)  # type: ignore[attr-defined]
-        return False
 
     def fold_hot_counts(self) -> None:
         """Add the hot path's answers (two plain integers there) to by_cache and the

@@ -303,6 +303,12 @@ class HttpConnection(asyncio.Protocol):
         self._begin(req)
         return req
 
+    def hold(self) -> None:
+        """A hot answer goes on after this turn (its socket is full): later requests queue
+        behind it until finish()."""
+        self.busy = True
+        self.keep_alive = True  # (only plain keep-alive requests are answered hot)
+
     def _begin(self, req: Request) -> None:
         """req's response is now the one in progress on this connection."""
         self.busy = True

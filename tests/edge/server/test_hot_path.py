@@ -278,13 +278,29 @@ async def test_a_file_entry_never_outlives_its_version(origin, make_edge, client
     assert got == new and _header(head, "etag") == '"h2"'
 
 
-async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, client):
-    """sendfile takes what the socket holds, the rest follows as the client reads: a client
-    with a small receive buffer reading slowly gets the whole body, then the next answer."""
-    body = payload(BIG, 11)
+async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, client,
+                                                             tmp_path, monkeypatch):
+    """sendfile takes what the socket holds, the rest follows as the client reads (the hot
+    answer holds the connection and goes on from writability callbacks): a client with a
+    small receive buffer reading slowly gets the whole body, then the next answer (queued
+    behind it), and each is logged and counted once, whole."""
+    body = payload(160 * CHUNK, 11)  # 10 MiB: more than the socket buffers hold
     origin.put("/slow.ts", body, headers=CC)
-    edge = make_edge(origin.url)
+    log_file = tmp_path / "access.jsonl"
+    edge = make_edge(origin.url, log={"access": str(log_file)})
     await _warm_hot_file(edge, client, "/slow.ts", body)
+    app = edge.node.app
+    held = []
+    real_hold = HttpConnection.hold
+    monkeypatch.setattr(HttpConnection, "hold", lambda c: (held.append(c), real_hold(c)))
+
+    def counted() -> tuple[int, int]:
+        app.fold_hot_counts()
+        return app.counters.requests, app.counters.bytes_sent
+
+    edge.call(edge.node.ops.flush_log_now)
+    before = len(log_file.read_text().splitlines())
+    n0, b0 = edge.call(counted)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", edge.node.port))
@@ -296,11 +312,17 @@ async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, 
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and b"edgecdn; hit" in head
         got = bytearray()
-        while len(got) < BIG:
-            got += await reader.read(min(4096, BIG - len(got)))
+        while len(got) < len(body):
+            got += await reader.read(min(65536, len(body) - len(got)))
             await asyncio.sleep(0.0005)
         assert bytes(got) == body
     writer.close()
+    assert len(held) == 1  # the first answer went on from callbacks (the second: send_body)
+    n1, b1 = edge.call(counted)
+    assert (n1 - n0, b1 - b0) == (2, 2 * len(body))
+    edge.call(edge.node.ops.flush_log_now)
+    recs = [AccessRecord.from_json(x) for x in log_file.read_text().splitlines()[before:]]
+    assert [(r.path, r.status, r.bytes, r.cache) for r in recs] == [("/slow.ts", 200, len(body), "hit")] * 2
 
 
 async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
@@ -312,12 +334,18 @@ async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
     log_file = tmp_path / "access.jsonl"
     edge = make_edge(origin.url, log={"access": str(log_file)})
     await _warm_hot_file(edge, client, "/gone.ts", body)
+    app = edge.node.app
+
+    def requests() -> int:
+        app.fold_hot_counts()
+        return app.counters.requests
+
+    n0 = edge.call(requests)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", edge.node.port))
     sock.sendall(b"GET /gone.ts HTTP/1.1\r\nHost: x\r\n\r\n")
     sock.recv(1024)  # the answer has started; then nothing is read
-    app = edge.node.app
     for _ in range(200):
         waiting = edge.call(lambda: [c for c in app.conns if c._on_writable is not None])
         if waiting:
@@ -336,6 +364,7 @@ async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
     rec = AccessRecord.from_json(log_file.read_text().splitlines()[-1])
     assert (rec.path, rec.status, rec.cache) == ("/gone.ts", 200, "hit")
     assert 0 < rec.bytes < len(body)
+    assert edge.call(requests) == n0 + 1  # counted once, by the general rules that logged it
     # the edge still answers in full on a new connection
     (head, got), = await _keepalive_gets(edge.node.port, "/gone.ts", 1)
     assert got == body
