@@ -113,8 +113,10 @@ class HttpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._head_bytes = 0
+        self._head_bytes = 0  # the header fields of the message being parsed, exactly
         self._in_head = False
+        self._progress = 0  # messages begun and fields ended (data_received watches it)
+        self._stalled = 0  # bytes of an unfinished head since anything in it last ended
         self._body: list[bytes] | None = None
         self._body_len = 0
         self._reject: tuple[int, str] | None = None
@@ -174,10 +176,7 @@ class HttpConnection(asyncio.Protocol):
                 f.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head + self.max_url + 1024 and self._reject is None:
-                self._reject = (431, "request header fields too large")
+        mark = self._progress
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -194,6 +193,16 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             reason = str(e).strip() or "malformed request"
             self._reject = self._reject or (400, f"bad request: {reason}"[:120])
+        if self._in_head and self._reject is None:
+            # a head still unfinished: on_header counts fields exactly once they end; this
+            # bounds one that never ends (the parser buffers it): bytes received in chunks
+            # that completed nothing (a chunk that did may hold a whole earlier message)
+            if self._progress != mark:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > self.max_head + self.max_url + 1024:
+                    self._reject = (431, "request header fields too large")
         if self._reject is not None:
             self._fail(*self._reject)
 
@@ -208,6 +217,7 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._progress += 1
         self._t0 = time.monotonic()
         self._plain = True
         self._url = b""
@@ -223,6 +233,7 @@ class HttpConnection(asyncio.Protocol):
             raise _Reject
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress += 1
         n = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         if n > self.max_head + len(self._url):
             self._reject = (431, "request header fields too large")
@@ -241,7 +252,7 @@ class HttpConnection(asyncio.Protocol):
             h[k] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False  # (on_header checked the head's size field by field)
+        self._in_head = False
         if self._plain:  # content-length is a hot blocker: none here
             return
         v = self._headers.get("content-length")
