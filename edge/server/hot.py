@@ -170,16 +170,13 @@ class HotPath:
             self.hot_touched.append(e)
         e.hits += 1
         conn.transport.write(e.response(now))  # type: ignore[union-attr]
-        if e.items is None:
-            self._hot_done(conn, e, now, t0)
-        else:
+        if e.items is not None:
             self._hot_files(conn, target, e, 0, 0, 0, now, t0)
-        return True
-
-    def _hot_done(self, conn: HttpConnection, e: HotEntry, now: float, t0: float) -> None:
+            return True
         self.hot_direct_hits += 1
         self.hot_direct_bytes += e.length
         self.access.append((now, conn.client, e.logmid, (time.monotonic() - t0) * 1000.0))
+        return True
 
     def _hot_files(self, conn: HttpConnection, target: str, e: HotEntry, j: int, off: int,
                    sent: int, now: float, t0: float) -> None:
@@ -188,31 +185,31 @@ class HotPath:
         the connection holds (later requests queue) and this goes on from a writability
         callback, as the bare sendfile server does. Anything else (a chunk file gone or cut
         short, the client gone) is handed, from the first unsent byte, to send_body, whose
-        rules finish or cut the response and log it."""
+        rules finish or cut the response and log it. Sent whole, it is counted and logged as
+        a memory answer is."""
         items = e.items
         assert items is not None
-        n = len(items)
         if not conn.closed and not conn.transport.get_write_buffer_size():  # type: ignore[union-attr]
             fds = self.fds  # type: ignore[attr-defined]
             mono = time.monotonic()
             sock = conn.sockfd
-            while j < n:
-                _, o, ln, ref = items[j]
+            for _, o, ln, ref in items[j:] if j else items:
                 try:
                     part = os.sendfile(sock, fds.get(ref, mono), o + off, ln - off)
                 except (BlockingIOError, InterruptedError):
                     part = -1
                 except OSError:  # file gone, connection reset: the general rules decide
                     break
+                if part == ln - off:
+                    sent += part
+                    j += 1
+                    off = 0
+                    continue
                 if part == 0:
                     break  # the file ended before its length: not a whole answer
                 if part > 0:
                     sent += part
                     off += part
-                    if off == ln:
-                        j += 1
-                        off = 0
-                        continue
                 # the socket is full (it took part or nothing): go on when it can take more
                 if not conn.busy:
                     conn.hold()
@@ -220,7 +217,10 @@ class HotPath:
                                            t0))
                 return
             else:
-                self._hot_done(conn, e, now, t0)
+                self.hot_direct_hits += 1
+                self.hot_direct_bytes += e.length
+                self.access.append((now, conn.client, e.logmid,
+                                    (time.monotonic() - t0) * 1000.0))
                 if conn.busy:
                     conn.finish()
                 return
