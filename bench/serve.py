@@ -151,6 +151,20 @@ class Target:
     ok: bool | None  # None: not measured in this run
     rounds_min: float | None = None  # the same ratio within single rounds: its spread
     rounds_max: float | None = None
+    rounds_median: float | None = None  # their median, and a 95% bootstrap interval of it:
+    rounds_ci: tuple[float, float] | None = None  # how sure a verdict near the limit is
+
+
+def median_interval(values: list[float], resamples: int = 2000, seed: int = 0
+                    ) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of the median (seeded: the same rounds always give
+    the same interval)."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(values)
+    meds = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
+    return meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]
 
 
 def targets(all_ratios: dict[str, dict[str, dict[str, float]]],
@@ -163,8 +177,10 @@ def targets(all_ratios: dict[str, dict[str, dict[str, float]]],
     def t(name: str, v: float | None, limit: str, ok: Callable[[float], bool],
           rounds: list[float]) -> Target:
         rounds = [x for x in rounds if not math.isnan(x)]
-        return Target(name, v, limit, None if v is None else ok(v),
-                      min(rounds) if rounds else None, max(rounds) if rounds else None)
+        if not rounds:
+            return Target(name, v, limit, None if v is None else ok(v))
+        return Target(name, v, limit, None if v is None else ok(v), min(rounds), max(rounds),
+                      statistics.median(rounds), median_interval(rounds))
 
     def rounds_of(pair: str, sc: str, metric: str) -> list[float]:
         return paired.get(pair, {}).get(sc, {}).get(metric, [])

@@ -121,6 +121,9 @@ def print_report(rep: sv.Report, console) -> None:
         val = "-" if tg.value is None else f"{tg.value:.2f}"
         spread = ("" if tg.rounds_min is None
                   else f", single rounds {tg.rounds_min:.2f}-{tg.rounds_max:.2f}")
+        if tg.rounds_ci is not None:
+            spread += (f", their median {tg.rounds_median:.2f}"
+                       f" (95% {tg.rounds_ci[0]:.2f}-{tg.rounds_ci[1]:.2f})")
         console.print(f"target {tg.name}: {val} (want {tg.limit}{spread}) {mark[tg.ok]}")
 
 

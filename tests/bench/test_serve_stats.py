@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
@@ -149,4 +150,19 @@ def test_paired_ratios_are_per_round_and_feed_the_target_spread() -> None:
     *_, w = sv.targets(rat, {"edgecdn-w2/edgecdn": p})
     assert w.value == pytest.approx(1.5 / 1.0)  # medians: w2 1.5, w1 1.0
     assert (w.rounds_min, w.rounds_max) == (pytest.approx(1.0), pytest.approx(1.5))
+    assert w.rounds_median == pytest.approx(1.1)
+    assert w.rounds_ci is not None and 1.0 <= w.rounds_ci[0] <= 1.1 <= w.rounds_ci[1] <= 1.5
     assert w.ok is False
+
+
+def test_the_median_interval_narrows_with_rounds_and_is_reproducible() -> None:
+    import random
+
+    rng = random.Random(7)
+    few = [1.05 + rng.uniform(-0.15, 0.15) for _ in range(8)]
+    many = [1.05 + rng.uniform(-0.15, 0.15) for _ in range(128)]
+    lo8, hi8 = sv.median_interval(few)
+    lo128, hi128 = sv.median_interval(many)
+    assert lo8 <= statistics.median(few) <= hi8 and lo128 <= 1.05 <= hi128
+    assert hi128 - lo128 < hi8 - lo8  # more rounds, a tighter interval
+    assert sv.median_interval(few) == (lo8, hi8)  # seeded
