@@ -16,7 +16,7 @@ from botocore.exceptions import SSLError
 
 from edge.fill.source import S3ManifestSource
 from edge.logship import LogShipper
-from tests.edge.server.test_https_origin import TlsS3Front, pki  # noqa: F401 (fixture)
+from tests.edge.server.test_https_origin import TlsS3Front, pki, put_s3  # noqa: F401 (fixture)
 
 
 class TlsS3Proxy(TlsS3Front):
@@ -41,15 +41,13 @@ class TlsS3Proxy(TlsS3Front):
 
 @pytest.fixture
 def https_s3(pki, s3_endpoint):  # noqa: F811
-    front = TlsS3Proxy(pki.certs["good"], s3_endpoint)
-    yield f"https://localhost:{front.port}"
-    front.stop()
+    with TlsS3Proxy(pki.certs["good"], s3_endpoint) as front:
+        yield f"https://localhost:{front.port}"
 
 
 def test_manifest_source_trusts_the_ca_file(pki, https_s3, s3_endpoint, s3_bucket):  # noqa: F811
     doc = b'{"not": "checked here"}'
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
-        Bucket=s3_bucket, Key="manifests/lon/lon-1.json", Body=doc)
+    put_s3(s3_endpoint, s3_bucket, "manifests/lon/lon-1.json", doc)
     trusting = S3ManifestSource(s3_bucket, "manifests/lon/lon-1.json", https_s3,
                                 "us-east-1", ca_file=str(pki.ca))
     got = trusting._get()

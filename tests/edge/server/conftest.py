@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -53,6 +54,16 @@ def payload(n: int, seed: int = 1) -> bytes:
     return bytes(out[:n])
 
 
+def start_site(loop: asyncio.AbstractEventLoop, app: web.Application,
+               ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    """Serve app on 127.0.0.1 at a free port, from loop's own thread: its runner and port."""
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    loop.run_until_complete(site.start())
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 class OriginServer:
     """An HTTP origin on its own thread and loop. ``objects`` maps path -> Obj; every request
     is recorded; ``fail`` makes every answer that status; ``down`` stops answering at all
@@ -81,15 +92,18 @@ class OriginServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return app
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """None: plain HTTP (an https origin overrides this)."""
+        return None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.runner, self.port = start_site(self.loop, self.app(), self.ssl_context())
         self._release = asyncio.Event()
         self._ready.set()
         self.loop.run_forever()

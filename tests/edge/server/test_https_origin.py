@@ -26,7 +26,14 @@ from contracts.config import ConfigError
 from edge.cli import overrides, register
 from edge.config import load_config
 from tests.conftest import free_port
-from tests.edge.server.conftest import CHUNK, EdgeProcess, OriginServer, fetch, payload
+from tests.edge.server.conftest import (
+    CHUNK,
+    EdgeProcess,
+    OriginServer,
+    fetch,
+    payload,
+    start_site,
+)
 
 CC = {"Cache-Control": "max-age=600", "ETag": '"t"'}
 
@@ -153,27 +160,21 @@ class HttpsOrigin(OriginServer):
         self.handshakes += 1
         sslobj.context = self.contexts[self.serving]
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+    def app(self) -> web.Application:
+        app = super().app()
 
         async def close_after(_req: web.Request, resp: web.StreamResponse) -> None:
             resp.force_close()
 
         app.on_response_prepare.append(close_after)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
+        return app
+
+    def ssl_context(self) -> ssl.SSLContext:
         # a client that sends no SNI (an IP-address URL) gets the certificate served at start
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(*self.certs[self.serving])
         server_ctx.sni_callback = self._pick
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=server_ctx)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._release = asyncio.Event()
-        self._ready.set()
-        self.loop.run_forever()
+        return server_ctx
 
 
 @pytest.fixture
@@ -312,6 +313,14 @@ async def test_tls_failure_serves_stale_if_error_else_502(pki, make_https_origin
 
 
 # ---- an https S3 endpoint ----------------------------------------------------------------------
+def put_s3(s3_endpoint: str, bucket: str, key: str, body: bytes) -> None:
+    """One object into the moto bucket, over plain HTTP (boto3 is given no test CA)."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
+        Bucket=bucket, Key=key, Body=body)
+
+
 class TlsS3Front:
     """A TLS-terminating proxy in front of the moto S3 server: an https S3-compatible endpoint
     signed by the test CA (moto itself only speaks plain HTTP)."""
@@ -350,16 +359,18 @@ class TlsS3Front:
         asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
         self.session = self.loop.run_until_complete(self._session())
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*self.cert)
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ctx)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = start_site(self.loop, app, ctx)
         self._ready.set()
         self.loop.run_forever()
+
+    def __enter__(self) -> TlsS3Front:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         async def _stop() -> None:
@@ -373,15 +384,11 @@ class TlsS3Front:
 
 async def test_https_s3_endpoint_is_verified_with_the_same_ca_file(
         pki, s3_endpoint, s3_bucket, make_edge, client):
-    import boto3
-
     body = payload(2 * CHUNK + 77, 5)
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
-        Bucket=s3_bucket, Key="hls/seg.ts", Body=body)
+    put_s3(s3_endpoint, s3_bucket, "hls/seg.ts", body)
     # boto3 only presigns: it is given no CA, so were it to connect to the https endpoint the
     # trusting edge below would fail too
-    front = TlsS3Front(pki.certs["good"], s3_endpoint)
-    try:
+    with TlsS3Front(pki.certs["good"], s3_endpoint) as front:
         https = f"https://localhost:{front.port}"
         edge = make_edge(f"s3://{s3_bucket}/hls",
                          origin={"endpoint_url": https, "ca_file": str(pki.ca)})
@@ -395,8 +402,6 @@ async def test_https_s3_endpoint_is_verified_with_the_same_ca_file(
         untrusting = make_edge(f"s3://{s3_bucket}/hls", origin={"endpoint_url": https})
         r = await fetch(client, untrusting.url + "/seg.ts")
         assert r.status == 502 and r.body == b"origin TLS certificate not trusted\n"
-    finally:
-        front.stop()
 
 
 # ---- configuration -------------------------------------------------------------------------------

@@ -17,7 +17,15 @@ from edge.cli import overrides, register
 from edge.config import build_config, load_config
 from tests.conftest import free_port
 from tests.edge.server.conftest import CHUNK, EdgeProcess, fetch, payload
-from tests.edge.server.test_https_origin import CC, HttpsOrigin, Pki, TlsS3Front, _leaf, new_ca
+from tests.edge.server.test_https_origin import (
+    CC,
+    HttpsOrigin,
+    Pki,
+    TlsS3Front,
+    _leaf,
+    new_ca,
+    put_s3,
+)
 
 NAME = "origin.test"
 
@@ -90,13 +98,9 @@ async def test_a_wrong_tls_server_name_is_sent_and_refused_as_another_hostname(
 
 async def test_tls_server_name_applies_to_an_https_s3_endpoint_data_path(
         name_pki, s3_endpoint, s3_bucket, make_edge, client):
-    import boto3
-
     body = payload(CHUNK + 11, 8)
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
-        Bucket=s3_bucket, Key="k/o.ts", Body=body)
-    front = TlsS3Front(name_pki.certs["named"], s3_endpoint)
-    try:
+    put_s3(s3_endpoint, s3_bucket, "k/o.ts", body)
+    with TlsS3Front(name_pki.certs["named"], s3_endpoint) as front:
         https = f"https://127.0.0.1:{front.port}"
         plain = make_edge(f"s3://{s3_bucket}/k",
                           origin={"endpoint_url": https, "ca_file": str(name_pki.ca)})
@@ -106,8 +110,6 @@ async def test_tls_server_name_applies_to_an_https_s3_endpoint_data_path(
             "endpoint_url": https, "ca_file": str(name_pki.ca), "tls_server_name": NAME})
         r = await fetch(client, named.url + "/o.ts")
         assert r.status == 200 and r.body == body
-    finally:
-        front.stop()
 
 
 # ---- configuration ----------------------------------------------------------------------------
