@@ -57,6 +57,26 @@ def _header(head: bytes, name: str) -> str:
     return m.group(1).decode()
 
 
+def _counted(edge) -> tuple[int, int]:
+    """The edge's requests and body bytes so far, hot answers folded in (as readers see them)."""
+    app = edge.node.app
+
+    def read() -> tuple[int, int]:
+        app.fold_hot_counts()
+        return app.counters.requests, app.counters.bytes_sent
+
+    return edge.call(read)
+
+
+async def _small_window_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection with a 4 KiB receive buffer: the edge's socket fills while we read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return await asyncio.open_connection(sock=sock)
+
+
 async def test_hot_answers_are_logged_and_counted_like_general_hits(origin, make_edge, client,
                                                                     tmp_path):
     origin.put("/h.ts", BODY, headers=CC)
@@ -86,15 +106,9 @@ async def test_hot_answers_are_logged_and_counted_like_general_hits(origin, make
     assert edge.node.app.hot["/h.ts"].resp  # these were answered by the hot path
     # ...and counted in requests and bytes (folded from the hot path's two integers)
     await _keepalive_gets(edge.node.port, "/h.ts", 1)
-    app = edge.node.app
-
-    def counted() -> tuple[int, int]:
-        app.fold_hot_counts()
-        return app.counters.requests, app.counters.bytes_sent
-
-    n0, b0 = edge.call(counted)
+    n0, b0 = _counted(edge)
     await _keepalive_gets(edge.node.port, "/h.ts", 3)
-    n1, b1 = edge.call(counted)
+    n1, b1 = _counted(edge)
     assert (n1 - n0, b1 - b0) == (3, 3 * len(BODY))
     # /metrics and /healthz count them as hits
     m = await fetch(client, edge.url + "/metrics")
@@ -289,23 +303,13 @@ async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, 
     log_file = tmp_path / "access.jsonl"
     edge = make_edge(origin.url, log={"access": str(log_file)})
     await _warm_hot_file(edge, client, "/slow.ts", body)
-    app = edge.node.app
     held = []
     real_hold = HttpConnection.hold
     monkeypatch.setattr(HttpConnection, "hold", lambda c: (held.append(c), real_hold(c)))
-
-    def counted() -> tuple[int, int]:
-        app.fold_hot_counts()
-        return app.counters.requests, app.counters.bytes_sent
-
     edge.call(edge.node.ops.flush_log_now)
     before = len(log_file.read_text().splitlines())
-    n0, b0 = edge.call(counted)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", edge.node.port))
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
+    n0, b0 = _counted(edge)
+    reader, writer = await _small_window_client(edge.node.port)
     writer.write(b"GET /slow.ts HTTP/1.1\r\nHost: x\r\n\r\nGET /slow.ts HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     for _ in range(2):
@@ -318,7 +322,7 @@ async def test_a_slow_reader_of_a_file_entry_gets_every_byte(origin, make_edge, 
         assert bytes(got) == body
     writer.close()
     assert len(held) == 1  # the first answer went on from callbacks (the second: send_body)
-    n1, b1 = edge.call(counted)
+    n1, b1 = _counted(edge)
     assert (n1 - n0, b1 - b0) == (2, 2 * len(body))
     edge.call(edge.node.ops.flush_log_now)
     recs = [AccessRecord.from_json(x) for x in log_file.read_text().splitlines()[before:]]
@@ -335,12 +339,7 @@ async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
     edge = make_edge(origin.url, log={"access": str(log_file)})
     await _warm_hot_file(edge, client, "/gone.ts", body)
     app = edge.node.app
-
-    def requests() -> int:
-        app.fold_hot_counts()
-        return app.counters.requests
-
-    n0 = edge.call(requests)
+    n0, _ = _counted(edge)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", edge.node.port))
@@ -364,7 +363,7 @@ async def test_a_client_gone_mid_file_answer_is_logged_short_and_forgotten(
     rec = AccessRecord.from_json(log_file.read_text().splitlines()[-1])
     assert (rec.path, rec.status, rec.cache) == ("/gone.ts", 200, "hit")
     assert 0 < rec.bytes < len(body)
-    assert edge.call(requests) == n0 + 1  # counted once, by the general rules that logged it
+    assert _counted(edge)[0] == n0 + 1  # counted once, by the general rules that logged it
     # the edge still answers in full on a new connection
     (head, got), = await _keepalive_gets(edge.node.port, "/gone.ts", 1)
     assert got == body
@@ -441,11 +440,7 @@ async def test_a_refetched_chunk_then_files_to_a_slow_reader(origin, make_edge, 
 
     HttpConnection.writable = counting
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", edge.node.port))
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock)
+        reader, writer = await _small_window_client(edge.node.port)
         writer.write(b"GET /re.ts HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
