@@ -122,14 +122,16 @@ SETTLE_MAX = 10.0  # s: give up waiting (a server that never goes quiet is measu
 
 
 def settle(root: int, *, window: float = SETTLE_WINDOW, quiet: float = SETTLE_QUIET,
-           max_s: float = SETTLE_MAX, read: Callable[[int], int] | None = None,
+           max_s: float = SETTLE_MAX, since: int | None = None,
+           read: Callable[[int], int] | None = None,
            sleep: Callable[[float], None] = time.sleep) -> int:
     """Wait until the tree under root has spent at most ``quiet`` of a core over a whole
     window, and return its CPU ns then. Work a load leaves behind (access lines formatted at
     the next tick, policy updates, metrics) is done by then, so a run measured from one
-    settle to the next counts what its requests cost and nothing from the run before."""
+    settle to the next counts what its requests cost and nothing from the run before.
+    ``since``: a reading just taken (the first window starts from it)."""
     read = read or tree_cpu_ns
-    last = read(root)
+    last = read(root) if since is None else since
     waited = 0.0
     while waited < max_s:
         sleep(window)

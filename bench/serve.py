@@ -264,7 +264,7 @@ def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchC
     busy = (procstat.ticks_to_seconds(procstat.cpu_busy_ticks(core) - busy0)
             if core is not None else float("nan"))
     stopped = procstat.tree_cpu_ns(r.proc.pid)
-    after = procstat.settle(r.proc.pid)  # what this load left to do counts as its cost
+    after = procstat.settle(r.proc.pid, since=stopped)  # what the load left counts too
     if r.proc.poll() is not None:
         raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
     return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,

@@ -159,8 +159,7 @@ class HotPath:
         saw a plain keep-alive HTTP/1.1 GET with no blocking field on an idle public
         connection. Same checks and answer as _hot_hit, without a Request object; counted
         and logged in bulk (fold_hot_counts, the access rows). False: not answered here."""
-        e = self.hot.get(target) if self.tokens is None else \
-            self.hot_lookup(target, conn.client)  # type: ignore[attr-defined]
+        e = self.hot_lookup(target, conn.client)
         if e is None:
             return False
         now = self.clock()

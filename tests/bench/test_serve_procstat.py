@@ -153,6 +153,12 @@ def test_settle_waits_for_a_whole_quiet_window_and_returns_the_cpu_then() -> Non
                           sleep=slept.append)
     # 300 ms, 25 ms busy in the first two windows; 10 ms (1%) is quiet
     assert got == 335 * ms and slept == [1.0, 1.0, 1.0]
+    # from a reading the caller just took: the same windows, one read fewer
+    readings = iter([325 * ms, 335 * ms, 999 * ms])
+    slept.clear()
+    got = procstat.settle(1, window=1.0, quiet=0.02, since=300 * ms,
+                          read=lambda pid: next(readings), sleep=slept.append)
+    assert got == 335 * ms and slept == [1.0, 1.0]
 
 
 def test_settle_gives_up_after_max_s_with_the_last_reading() -> None:
