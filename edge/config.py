@@ -283,6 +283,13 @@ def _ca_file(doc: dict[str, Any]) -> str | None:
     return check_ca_file(value)
 
 
+def s3_endpoint(endpoint_url: str | None) -> str | None:
+    """The S3-compatible endpoint in use: origin.endpoint_url, else the standard AWS
+    environment variables (as boto3 reads them); None = AWS itself."""
+    return (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
 def _tls_server_name(doc: dict[str, Any], kind: str, base: str,
                      endpoint_url: str | None) -> str | None:
     """origin.tls_server_name, refused where the origin's data path has no TLS to name.
@@ -297,10 +304,8 @@ def _tls_server_name(doc: dict[str, Any], kind: str, base: str,
     from edge.origin_client.tls import check_server_name
 
     name = check_server_name(value)
-    if kind == "s3":
-        # the same endpoint S3Origin presigns against; no endpoint = AWS, always https
-        target = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                  or os.environ.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com")
+    if kind == "s3":  # the endpoint S3Origin presigns against; none = AWS, always https
+        target = s3_endpoint(endpoint_url) or "https://s3.amazonaws.com"
     else:
         target = base
     if not target.lower().startswith("https://"):

@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edge.config import OriginConfig
+from edge.config import OriginConfig, s3_endpoint
 from edge.origin_client.base import AiohttpFetcher, Headers, OriginError, OriginResponse
 
 URL_TTL = 600
@@ -28,8 +28,7 @@ class S3Origin:
         self.bucket = cfg.bucket
         self.prefix = cfg.prefix
         endpoint = cfg.endpoint_url
-        custom = bool(endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
-                      or os.environ.get("AWS_ENDPOINT_URL"))
+        custom = s3_endpoint(endpoint) is not None
         bconf = Config(signature_version="s3v4",
                        s3={"addressing_style": "path" if custom else "auto"})
         session = boto3.session.Session(
