@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import gzip
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 from contracts.config import ConfigError
 from contracts.manifest import parse_s3_url
+from edge.origin_client.s3client import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,11 @@ class LogShipper:
 
     def _s3(self) -> Any:
         if self._client is None:
-            import boto3
             from botocore.config import Config
 
-            self._client = boto3.client(
-                "s3", endpoint_url=self.endpoint_url,
-                region_name=self.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                config=Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=30),
-                verify=self.ca_file)
+            self._client = s3_client(
+                self.endpoint_url, self.region, ca_file=self.ca_file,
+                config=Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=30))
         return self._client
 
     # -- life cycle -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from contracts.manifest import Manifest, ManifestError
+from edge.origin_client.s3client import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,7 @@ class S3ManifestSource:
 
     def _s3(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=self.endpoint_url,
-                                        region_name=self.region or os.environ.get(
-                                            "AWS_DEFAULT_REGION", "us-east-1"),
-                                        verify=self.ca_file)
+            self._client = s3_client(self.endpoint_url, self.region, ca_file=self.ca_file)
         return self._client
 
     def load_cached(self) -> Manifest | None:

@@ -6,15 +6,14 @@ their lifetime. Range / If-None-Match are ordinary headers, not part of the sign
 
 from __future__ import annotations
 
-import os
 import time
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edge.config import OriginConfig, s3_endpoint
 from edge.origin_client.base import AiohttpFetcher, Headers, OriginError, OriginResponse
+from edge.origin_client.s3client import s3_client
 
 URL_TTL = 600
 
@@ -31,11 +30,9 @@ class S3Origin:
         custom = s3_endpoint(endpoint) is not None
         bconf = Config(signature_version="s3v4",
                        s3={"addressing_style": "path" if custom else "auto"})
-        session = boto3.session.Session(
-            aws_access_key_id=cfg.access_key_id, aws_secret_access_key=cfg.secret_access_key,
-            region_name=cfg.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        )
-        self.client = session.client("s3", endpoint_url=endpoint, config=bconf)
+        self.client = s3_client(endpoint, cfg.region, config=bconf,
+                                access_key_id=cfg.access_key_id,
+                                secret_access_key=cfg.secret_access_key)
         self.fetcher = AiohttpFetcher(cfg)
         self._urls: dict[tuple[str, str], tuple[float, str]] = {}
 
