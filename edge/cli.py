@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
     p.add_argument("--disk-cache", metavar="SIZE", help="disk tier, e.g. 20GiB")
     p.add_argument("--chunk-size", metavar="SIZE", help="storage chunk, default 2MiB")
     p.add_argument("--policy", choices=("lru", "popularity", "sieve", "s3fifo"))
-    p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--workers", type=_workers_arg, metavar="N|auto",
+                   help="worker processes on one port; auto: one per usable core")
     p.add_argument("--worker-slice-ms", type=float, metavar="MS",
                    help="--workers N: scheduler slice per worker, 0 = the kernel's default")
     p.add_argument("--name")
@@ -70,6 +71,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "tokens": {"secrets": secrets, "required": True if secrets else None},
         "log": {"access": args.access_log},
     }
+
+
+def _workers_arg(value: str) -> int | str:
+    """A number as int; anything else goes to the config check, which names the key."""
+    return int(value) if value.strip().isdigit() else value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -148,6 +148,25 @@ def _str(d: dict[str, Any], section: str, key: str, default: str) -> str:
     return v
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity: taskset, a cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _workers(d: dict[str, Any]) -> int:
+    """A whole number >= 1, or "auto": one worker per usable core (nginx's
+    worker_processes auto). More workers than cores only adds switches between them."""
+    v = _get(d, "edge", "workers", 1)
+    if v == "auto":
+        return usable_cores()
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f'edge.workers: must be a whole number >= 1 or "auto", got {v!r}')
+    return v
+
+
 def _addr(value: str, key: str) -> tuple[str, int]:
     try:
         return split_hostport(value)
@@ -177,7 +196,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
     for sec in doc:
         if sec not in ("edge", "origin", "cache", "http", "tokens", "log", "fill", "logship"):
             raise ConfigError(f"{sec}: unknown section")
-    workers = int(_num(doc, "edge", "workers", 1, lo=1))
+    workers = _workers(doc)
     admin = _str(doc, "edge", "admin_listen", "")
     node = NodeConfig(
         name=_str(doc, "edge", "name", "edge"),
