@@ -13,6 +13,7 @@ from typing import Any
 
 from contracts.config import ConfigError, load_toml, merge, split_hostport
 from contracts.sizes import parse_size
+from edge.cores import usable_cores
 from edge.sched import DEFAULT_SLICE_MS
 
 POLICIES = ("lru", "popularity", "sieve", "s3fifo")
@@ -148,16 +149,8 @@ def _str(d: dict[str, Any], section: str, key: str, default: str) -> str:
     return v
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity: taskset, a cpuset), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _workers(d: dict[str, Any]) -> int:
-    """A whole number >= 1, or "auto": one worker per usable core (nginx's
+    """A whole number >= 1, or "auto": one worker per usable core (edge.cores; nginx's
     worker_processes auto). More workers than cores only adds switches between them."""
     v = _get(d, "edge", "workers", 1)
     if v == "auto":

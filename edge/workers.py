@@ -16,7 +16,8 @@ import signal
 import sys
 import time
 
-from edge.config import EdgeConfig, usable_cores
+from edge.config import EdgeConfig
+from edge.cores import usable_cores
 from edge.node import START_FAILED
 
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
