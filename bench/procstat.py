@@ -116,6 +116,54 @@ def tree_cpu_ns(root: int, proc: Path = Path("/proc")) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Where a tree's CPU went and how its threads left the core: user and system time in
+    clock ticks (the kernel's tick-sampled split of utime/stime, reaped children included),
+    voluntary switches (a thread blocked: each is a wakeup later) and involuntary ones (it
+    was preempted). Live threads only for the switches."""
+
+    user_ticks: int = 0
+    sys_ticks: int = 0
+    voluntary: int = 0
+    involuntary: int = 0
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.user_ticks - other.user_ticks, self.sys_ticks - other.sys_ticks,
+                     self.voluntary - other.voluntary, self.involuntary - other.involuntary)
+
+
+def thread_switches(pid: int, proc: Path = Path("/proc")) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches summed over a process's live threads."""
+    vol = invol = 0
+    try:
+        tasks = list((proc / str(pid) / "task").iterdir())
+    except OSError:
+        return 0, 0
+    for task in tasks:
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # a thread that just exited
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
+
+
+def tree_usage(root: int, proc: Path = Path("/proc")) -> Usage:
+    user = sys_ = vol = invol = 0
+    for st in tree(read_all(proc), root):
+        user += st.utime + st.cutime
+        sys_ += st.stime + st.cstime
+        v, i = thread_switches(st.pid, proc)
+        vol += v
+        invol += i
+    return Usage(user, sys_, vol, invol)
+
+
 SETTLE_WINDOW = 1.2  # s: longer than a server's housekeeping period (edgecdn ticks each 1 s)
 SETTLE_QUIET = 0.02  # of one core: what counts as quiet (an idle edge worker uses ~0.1%)
 SETTLE_MAX = 10.0  # s: give up waiting (a server that never goes quiet is measured anyway)

@@ -70,6 +70,11 @@ class Sample:
     errors: int
     core_busy_s: float = float("nan")  # the server core's busy time, whoever used it
     tail_cpu_s: float = 0.0  # the part of server_cpu_s spent after wrk stopped
+    # the server's CPU split (tick-sampled) and how its threads left the core, same window
+    user_s: float = float("nan")
+    sys_s: float = float("nan")
+    blocked: int = 0  # voluntary switches: a thread waited (each is a wakeup later)
+    preempted: int = 0  # involuntary switches
 
     @property
     def payload_gb(self) -> float:
@@ -92,12 +97,20 @@ class Sample:
             # all bytes wrk read per counted request: headers, plus the bytes of responses
             # still in flight when the run stopped (large for 2 MiB with many connections)
             "wire_bytes_per_req": self.bytes_read / n if n else float("nan"),
+            # where each request's server CPU goes: user (the server's code) vs system
+            # (syscalls, the TCP stack), and wakeups (blocks) and preemptions per request
+            "user_us_per_req": self.user_s / n * 1e6 if n else float("nan"),
+            "sys_us_per_req": self.sys_s / n * 1e6 if n else float("nan"),
+            "blocks_per_req": self.blocked / n if n else float("nan"),
+            "preempted_per_req": self.preempted / n if n else float("nan"),
         }
 
 
 METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req",
-           "server_core_util", "wrk_core_util", "others_on_server_core", "wire_bytes_per_req")
-TABLE_METRICS = METRICS[:-1]
+           "server_core_util", "wrk_core_util", "others_on_server_core", "wire_bytes_per_req",
+           "user_us_per_req", "sys_us_per_req", "blocks_per_req", "preempted_per_req")
+TABLE_METRICS = METRICS[:8]
+SPLIT_METRICS = METRICS[9:]
 RATIO_METRICS = ("req_per_s", "gb_per_s", "p99_ms", "cpu_s_per_gb", "cpu_s_per_10k_req")
 
 
@@ -259,19 +272,24 @@ def measure(r: srv.Running, sc: SizeClass, script: Path, plan: Plan, cfg: BenchC
     core = cfg.server_cpu
     # the previous run settled before it was read, so its leftovers are not counted here
     busy0 = procstat.cpu_busy_ticks(core) if core is not None else 0
+    use0 = procstat.tree_usage(r.proc.pid)
     before = procstat.tree_cpu_ns(r.proc.pid)
     res, wrk_cpu = wrkmod.run(cmd, timeout=duration_s + 30)
     busy = (procstat.ticks_to_seconds(procstat.cpu_busy_ticks(core) - busy0)
             if core is not None else float("nan"))
     stopped = procstat.tree_cpu_ns(r.proc.pid)
     after = procstat.settle(r.proc.pid, since=stopped)  # what the load left counts too
+    use = procstat.tree_usage(r.proc.pid) - use0
     if r.proc.poll() is not None:
         raise BenchError(f"{r.peer.name} died during the run:\n{r.log_tail()}")
     return Sample(server=r.peer.name, size_class=sc.name, size=sc.size, round=rnd,
                   requests=res.requests, duration_s=res.duration_s, bytes_read=res.bytes_read,
                   p99_ms=res.p99_us / 1e3, server_cpu_s=(after - before) / 1e9,
                   wrk_cpu_s=wrk_cpu, errors=res.total_errors, core_busy_s=busy,
-                  tail_cpu_s=(after - stopped) / 1e9)
+                  tail_cpu_s=(after - stopped) / 1e9,
+                  user_s=procstat.ticks_to_seconds(use.user_ticks),
+                  sys_s=procstat.ticks_to_seconds(use.sys_ticks),
+                  blocked=use.voluntary, preempted=use.involuntary)
 
 
 @dataclass

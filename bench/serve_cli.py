@@ -24,6 +24,10 @@ LABELS = {
     "server_core_util": ("server core", "{:.0%}"),
     "wrk_core_util": ("wrk core", "{:.0%}"),
     "others_on_server_core": ("others on srv core", "{:.0%}"),
+    "user_us_per_req": ("user us/req", "{:.1f}"),
+    "sys_us_per_req": ("system us/req", "{:.1f}"),
+    "blocks_per_req": ("blocks/req", "{:.3f}"),
+    "preempted_per_req": ("preempted/req", "{:.4f}"),
 }
 
 
@@ -101,6 +105,15 @@ def print_report(rep: sv.Report, console) -> None:
     for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
         t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.TABLE_METRICS))
     console.print(t)
+    split = Table(title="where the server's CPU goes per request (user/system: the kernel's "
+                        "tick-sampled split; blocks: times a thread waited, each a wakeup)")
+    split.add_column("size")
+    split.add_column("server")
+    for m in sv.SPLIT_METRICS:
+        split.add_column(LABELS[m][0], justify="right")
+    for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
+        split.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.SPLIT_METRICS))
+    console.print(split)
     if rep.ratios:
         r = Table(title="ratios (of medians; last column: the same ratio within each round)")
         r.add_column("pair")

@@ -183,3 +183,38 @@ def test_settle_counts_the_work_a_real_process_does_after_its_load() -> None:
         got = procstat.settle(pid, window=0.5)
         assert (got - start) / 1e9 >= 0.29  # the whole 0.3 s burst, not a slice of it
         assert procstat.tree_cpu_ns(pid) - got < 0.02e9  # and quiet since
+
+
+def test_tree_usage_sums_ticks_and_every_thread_s_switches(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, [(1, 0, 1000), (10, 1, 10), (11, 10, 20)])
+    for pid, tids in ((10, (10, 12)), (11, (11,))):
+        for tid in tids:
+            d = proc / str(pid) / "task" / str(tid)
+            d.mkdir(parents=True)
+            (d / "status").write_text(f"Name:\tp\nvoluntary_ctxt_switches:\t{tid}\n"
+                                      f"nonvoluntary_ctxt_switches:\t{tid // 10}\n")
+    u = procstat.tree_usage(10, proc)
+    # utime + cutime(2), stime(1) + cstime(3), per process; switches of threads 10, 12, 11
+    assert u == procstat.Usage(10 + 2 + 20 + 2, 2 * (1 + 3), 10 + 12 + 11, 1 + 1 + 1)
+    assert u - procstat.Usage(1, 1, 1, 1) == procstat.Usage(33, 7, 32, 2)
+
+
+def test_tree_usage_counts_a_real_child_s_blocks_and_user_time() -> None:
+    """A child that waits on a pipe 50 times blocks at least 50 times; one that spins shows
+    its time as user time."""
+    code = ("import os,sys,time\n"
+            "r,w=os.pipe()\n"
+            "pid=os.fork()\n"
+            "if pid==0:\n"
+            "    for _ in range(50): time.sleep(0.002); os.write(w,b'x')\n"
+            "    os._exit(0)\n"
+            "for _ in range(50): os.read(r,1)\n"
+            "os.waitpid(pid,0)\n"
+            "t=time.perf_counter()\n"  # (vDSO: user time; process_time is a syscall)
+            "while time.perf_counter()-t<0.3: pass\n"
+            "print(0,flush=True)\n"
+            "sys.stdin.read()\n")
+    with _child(code) as (pid, _):
+        u = procstat.tree_usage(pid)
+    assert u.voluntary >= 50
+    assert u.user_ticks >= 0.15 * procstat.CLK_TCK and u.user_ticks > u.sys_ticks

@@ -31,6 +31,11 @@ def test_cli_run_against_reference_servers_reports_every_figure(tmp_path: Path) 
     for r in results.values():
         assert r["req_per_s"] > 100 and r["gb_per_s"] > 0 and r["p99_ms"] > 0
         assert r["cpu_s_per_gb"] > 0 and r["cpu_s_per_10k_req"] > 0
+        # the split of that CPU (tick-sampled) adds up to about the exact total, and a server
+        # that waits for its next request blocks between them
+        split_us = r["user_us_per_req"] + r["sys_us_per_req"]
+        assert 0.5 < split_us / (r["cpu_s_per_10k_req"] * 100) < 1.5, r
+        assert r["blocks_per_req"] > 0 and r["preempted_per_req"] >= 0
     for (_, c), r in results.items():  # wrk read whole bodies plus a header each
         assert r["wire_bytes_per_req"] > {"segment": 256 * 1024, "object": 16 * 1024}[c]
     assert len(rep["samples"]) == 2 * 2 * 2
