@@ -43,7 +43,6 @@ def register(sub: Any) -> None:
     p.add_argument("--access-log", metavar="PATH", help='"-" stdout, "" off, or a file')
     p.add_argument("--no-fsync", action="store_true", help="do not fsync chunks (tests)")
     p.add_argument("--no-sendfile", action="store_true", help="pread + write instead of sendfile")
-    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=main)
 
 
@@ -86,14 +85,12 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"edgecdn edge: config error: {e}", file=sys.stderr)
         return 2
-    if cfg.node.workers > 1 and args.worker_index is None:
+    if cfg.node.workers > 1:
         from edge.workers import supervise
 
-        return supervise(cfg, sys.argv[1:] if sys.argv[1:2] == ["edge"] else ["edge"])
+        return supervise(cfg)
     import uvloop
 
     from edge.node import run_node
 
-    worker = args.worker_index or 0
-    return uvloop.run(run_node(cfg, worker, cfg.node.workers if args.worker_index is not None
-                               else 1))
+    return uvloop.run(run_node(cfg))
