@@ -49,13 +49,14 @@ def supervise(cfg: EdgeConfig) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)  # before prometheus_client is imported
     from edge.node import START_FAILED, run_node  # the preload: workers share this code
 
-    sup = Supervisor(n, lambda i: _worker(cfg, i, n, run_node), START_FAILED, str(prom))
+    sup = Supervisor(n, lambda i, parent: _worker(cfg, i, n, run_node, parent), START_FAILED,
+                     str(prom))
     print(f"edge supervisor pid {os.getpid()}: {n} workers{cores_note(n, usable_cores())}",
           file=sys.stderr, flush=True)
     return sup.run()
 
 
-def _worker(cfg: EdgeConfig, index: int, workers: int, run_node: Callable) -> int:
+def _worker(cfg: EdgeConfig, index: int, workers: int, run_node: Callable, parent: int) -> int:
     """A forked worker's whole life; it ends with os._exit (never returns into the parent's
     stack). It also ends if the supervisor dies, instead of holding the port alone."""
     import uvloop
@@ -68,7 +69,8 @@ def _worker(cfg: EdgeConfig, index: int, workers: int, run_node: Callable) -> in
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() == 1:  # the supervisor died before the line above
+        if os.getppid() != parent:  # the supervisor died before the line above (it may be
+            # pid 1 itself, as a container's entrypoint: compare with its pid, not with 1)
             os._exit(1)
         rc = uvloop.run(run_node(cfg, index, workers))
     except BaseException:
@@ -84,7 +86,7 @@ class Supervisor:
     either is unsafe): it sleeps in select() on a self-pipe that the signal handlers wake
     (SIGCHLD: a worker exited; SIGTERM/SIGINT: stop)."""
 
-    def __init__(self, workers: int, body: Callable[[int], int], start_failed: int,
+    def __init__(self, workers: int, body: Callable[[int, int], int], start_failed: int,
                  prom_dir: str) -> None:
         self.n = workers
         self.body = body
@@ -142,6 +144,7 @@ class Supervisor:
     def _fork(self, i: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
@@ -149,7 +152,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             for fd in self._wake:
                 os.close(fd)
-            self.body(i)  # exits the process
+            self.body(i, parent)  # exits the process
             os._exit(1)
         self.pids[pid] = i
         self.started[i] = time.monotonic()

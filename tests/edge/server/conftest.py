@@ -325,10 +325,11 @@ _READY = re.compile(r"(?=edge \S+ worker \d+ pid \d+ ready on )")
 
 
 class EdgeProcess:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecdn.cli", "edge", *args],
+            [*prefix, sys.executable, "-m", "edgecdn.cli", "edge", *args],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})}, text=True, start_new_session=True,
         )

@@ -12,10 +12,11 @@ from tests.conftest import free_port
 from tests.edge.server.conftest import EdgeProcess
 
 
-def _start(origin, tmp_path, edge_procs) -> tuple[EdgeProcess, list[int], int]:
+def _start(origin, tmp_path, edge_procs, prefix: tuple[str, ...] = ()
+           ) -> tuple[EdgeProcess, list[int], int]:
     port = free_port()
     e = EdgeProcess(["--origin", origin.url, "--listen", f"127.0.0.1:{port}", "--cache-dir",
-                     str(tmp_path / "c"), "--access-log", "", "--workers", "2"])
+                     str(tmp_path / "c"), "--access-log", "", "--workers", "2"], prefix=prefix)
     edge_procs.append(e)
     lines = e.wait_ready(2)
     pids = [int(line.split(" pid ")[1].split()[0]) for line in lines]
@@ -61,3 +62,22 @@ def test_workers_do_not_outlive_a_killed_supervisor(origin, edge_procs, tmp_path
     assert not any(_alive(p) for p in pids)
     with socket.socket() as s:  # the port is free again: nobody was left holding it
         s.bind(("127.0.0.1", port))
+
+
+def test_a_supervisor_that_is_pid_1_keeps_its_workers(origin, edge_procs, tmp_path):
+    """A container's entrypoint is pid 1: its workers' parent pid is 1 while it lives, which
+    must not read as "the supervisor died"."""
+    origin.put("/p1.ts", b"x" * 1000, headers={"Cache-Control": "max-age=60"})
+    e, _, port = _start(origin, tmp_path, edge_procs,
+                        prefix=("unshare", "--pid", "--fork", "--mount-proc"))
+    assert any("edge supervisor pid 1:" in x for x in e.lines), e.lines
+    time.sleep(0.5)  # workers that wrongly gave up would be gone by now
+    for _ in range(4):  # both workers answer (SO_REUSEPORT spreads the connections)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /p1.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"x" * 1000)
+    assert not any("exited" in x for x in e.lines), e.lines
+    e.kill9()
