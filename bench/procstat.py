@@ -89,18 +89,28 @@ def tree(stats: dict[int, ProcStat], root: int) -> list[ProcStat]:
     return out
 
 
-def process_ns(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """On-CPU nanoseconds of a process's live threads (schedstat), None if unreadable."""
-    total = 0
+def thread_files(pid: int, name: str, proc: Path = Path("/proc")) -> list[str] | None:
+    """The text of /proc/<pid>/task/<tid>/<name> for each live thread (threads that exit
+    meanwhile are skipped); None if the process cannot be read."""
+    out = []
     try:
         for task in (proc / str(pid) / "task").iterdir():
             try:
-                total += int((task / "schedstat").read_text().split()[0])
+                out.append((task / name).read_text())
             except FileNotFoundError:  # a thread that just exited
                 continue
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
-    return total
+    return out
+
+
+def process_ns(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """On-CPU nanoseconds of a process's live threads (schedstat), None if unreadable."""
+    texts = thread_files(pid, "schedstat", proc)
+    try:
+        return None if texts is None else sum(int(t.split()[0]) for t in texts)
+    except (ValueError, IndexError):
+        return None
 
 
 def tree_cpu_ns(root: int, proc: Path = Path("/proc")) -> int:
@@ -136,15 +146,7 @@ class Usage:
 def thread_switches(pid: int, proc: Path = Path("/proc")) -> tuple[int, int]:
     """(voluntary, involuntary) context switches summed over a process's live threads."""
     vol = invol = 0
-    try:
-        tasks = list((proc / str(pid) / "task").iterdir())
-    except OSError:
-        return 0, 0
-    for task in tasks:
-        try:
-            text = (task / "status").read_text()
-        except OSError:  # a thread that just exited
-            continue
+    for text in thread_files(pid, "status", proc) or ():
         for line in text.splitlines():
             if line.startswith("voluntary_ctxt_switches:"):
                 vol += int(line.split()[1])

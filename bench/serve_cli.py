@@ -95,25 +95,21 @@ def fmt(metric: str, v: float | None) -> str:
 def print_report(rep: sv.Report, console) -> None:
     from rich.table import Table
 
-    t = Table(title="hit serving (medians over rounds; GB = 1e9 payload bytes)")
-    t.add_column("size")
-    t.add_column("server")
-    for m in sv.TABLE_METRICS:
-        t.add_column(LABELS[m][0], justify="right")
     sizes = {c["name"]: f'{c["name"]} {format_size(c["size"])}' for c in rep.config["classes"]}
     order = list(sizes)
-    for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
-        t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.TABLE_METRICS))
-    console.print(t)
-    split = Table(title="where the server's CPU goes per request (user/system: the kernel's "
-                        "tick-sampled split; blocks: times a thread waited, each a wakeup)")
-    split.add_column("size")
-    split.add_column("server")
-    for m in sv.SPLIT_METRICS:
-        split.add_column(LABELS[m][0], justify="right")
-    for (server, sc), med in sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1])):
-        split.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in sv.SPLIT_METRICS))
-    console.print(split)
+    rows = sorted(rep.medians.items(), key=lambda kv: order.index(kv[0][1]))
+    for title, metrics in (
+            ("hit serving (medians over rounds; GB = 1e9 payload bytes)", sv.TABLE_METRICS),
+            ("where the server's CPU goes per request (user/system: the kernel's tick-sampled "
+             "split; blocks: times a thread waited, each a wakeup)", sv.SPLIT_METRICS)):
+        t = Table(title=title)
+        t.add_column("size")
+        t.add_column("server")
+        for m in metrics:
+            t.add_column(LABELS[m][0], justify="right")
+        for (server, sc), med in rows:
+            t.add_row(sizes.get(sc, sc), server, *(fmt(m, med[m]) for m in metrics))
+        console.print(t)
     if rep.ratios:
         r = Table(title="ratios (of medians; last column: the same ratio within each round)")
         r.add_column("pair")
