@@ -4,8 +4,9 @@ disk cache, restarts any that dies, and stops them all on SIGTERM/SIGINT.
 The supervisor loads the edge's code once and forks the workers from it (nginx's master and
 gunicorn --preload do the same): every worker then runs the same code at the same addresses
 and shares the pages nobody has written since (two workers and the supervisor: 82 MiB PSS,
-against 121 MiB as separately started interpreters; NOTES.md). So that forking stays safe, the supervisor starts no thread and no event loop: it waits on its
-children and on signals only. Each worker runs its own uvloop loop and has its own GIL.
+against 121 MiB as separately started interpreters; NOTES.md). So that forking stays safe,
+the supervisor starts no thread and no event loop: it waits on its children and on signals
+only. Each worker runs its own uvloop loop and has its own GIL.
 The supervisor sets PROMETHEUS_MULTIPROC_DIR before the code is loaded, so any worker's
 /metrics covers all, and marks dead workers' gauges dead.
 """
@@ -21,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from typing import NoReturn
 
 from edge.config import EdgeConfig
 from edge.cores import usable_cores
@@ -56,7 +58,8 @@ def supervise(cfg: EdgeConfig) -> int:
     return sup.run()
 
 
-def _worker(cfg: EdgeConfig, index: int, workers: int, run_node: Callable, parent: int) -> int:
+def _worker(cfg: EdgeConfig, index: int, workers: int, run_node: Callable, parent: int
+            ) -> NoReturn:
     """A forked worker's whole life; it ends with os._exit (never returns into the parent's
     stack). It also ends if the supervisor dies, instead of holding the port alone."""
     import uvloop
@@ -86,7 +89,7 @@ class Supervisor:
     either is unsafe): it sleeps in select() on a self-pipe that the signal handlers wake
     (SIGCHLD: a worker exited; SIGTERM/SIGINT: stop)."""
 
-    def __init__(self, workers: int, body: Callable[[int, int], int], start_failed: int,
+    def __init__(self, workers: int, body: Callable[[int, int], NoReturn], start_failed: int,
                  prom_dir: str) -> None:
         self.n = workers
         self.body = body
@@ -153,7 +156,6 @@ class Supervisor:
             for fd in self._wake:
                 os.close(fd)
             self.body(i, parent)  # exits the process
-            os._exit(1)
         self.pids[pid] = i
         self.started[i] = time.monotonic()
 
