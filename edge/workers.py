@@ -164,8 +164,10 @@ class Supervisor:
         while self.pids:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.pids.clear()
+            except ChildProcessError:  # none left to wait for: the ones we track are gone
+                for pid, i in list(self.pids.items()):
+                    del self.pids[pid]
+                    self._exited(pid, i, -1)
                 return
             if pid == 0:
                 return

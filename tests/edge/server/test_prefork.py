@@ -81,3 +81,22 @@ def test_a_supervisor_that_is_pid_1_keeps_its_workers(origin, edge_procs, tmp_pa
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"x" * 1000)
     assert not any("exited" in x for x in e.lines), e.lines
     e.kill9()
+
+
+def test_workers_gone_without_an_exit_status_are_still_restarted():
+    """waitpid says there are no children at all while some are tracked (reaped by someone
+    else): they count as exited, so they are forked again rather than silently lost. (In a
+    fresh interpreter: this test process has children of its own.)"""
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from edge.workers import Supervisor\n"
+            "sup = Supervisor(2, lambda i, parent: os._exit(0), start_failed=3,"
+            " prom_dir='/nonexistent')\n"
+            "sup.pids = {2**22 + 1: 0, 2**22 + 2: 1}\n"  # no such children
+            "sup._reap()\n"
+            "print(sup.pids, sorted(sup.due), sup.stopping)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.splitlines()[-1] == "{} [0, 1] False"
