@@ -155,11 +155,13 @@ class HotPath:
         return True
 
     def hot_direct(self, conn: HttpConnection, target: str, t0: float) -> bool:
-        """The hot answer straight from the parser, before the request is queued: the caller
-        saw a plain keep-alive HTTP/1.1 GET with no blocking field on an idle public
-        connection. Same checks and answer as _hot_hit, without a Request object; counted
-        and logged in bulk (fold_hot_counts, the access rows). False: not answered here."""
-        e = self.hot_lookup(target, conn.client)
+        """The hot answer straight from the read that brought the request (PLAIN_GET), before
+        the parser runs: the caller saw one whole plain keep-alive HTTP/1.1 GET with no
+        blocking field on an idle public connection. Same checks and answer as _hot_hit,
+        without a Request object; counted and logged in bulk (fold_hot_counts, the access
+        rows). False: not answered here (the parser and the general path take it)."""
+        e = (self.hot.get(target) if self.tokens is None  # type: ignore[attr-defined]
+             else self.hot_lookup(target, conn.client))
         if e is None:
             return False
         now = self.clock()
@@ -168,7 +170,8 @@ class HotPath:
         if not e.hits:
             self.hot_touched.append(e)
         e.hits += 1
-        conn.transport.write(e.response(now))  # type: ignore[union-attr]
+        conn.transport.write(  # type: ignore[union-attr]
+            e.resp if now < e.resp_until else e.response(now))
         if e.items is not None:
             self._hot_files(conn, target, e, 0, 0, 0, now, t0)
             return True
