@@ -87,13 +87,19 @@ class _Reject(Exception):
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection."""
+    """One client connection. Slots: the attributes every request reads sit together in the
+    object (a few cache lines) rather than in a per-connection dict."""
 
-    # global
+    __slots__ = (
+        "app", "admin", "public", "internal", "hot_ok", "max_head", "max_url", "max_body",
+        "keepalive", "loop", "transport", "sockfd", "dupfd", "client", "parser", "closed",
+        "paused_reading", "write_paused", "_drain", "_on_writable", "queue", "busy", "timer",
+        "_url", "_headers", "_head_bytes", "_in_head", "_progress", "_stalled", "_body",
+        "_body_len", "_reject", "_between", "_t0", "keep_alive", "sent", "head_sent",
+        "last_active",
+    )
     app: EdgeApp
-    # per connection
     transport: asyncio.Transport | None
-    # per request: url/headers being parsed, the queue of complete requests
 
     def __init__(self, app: EdgeApp, *, admin: bool = False, internal: bool = False,
                  public: bool = True) -> None:
