@@ -444,11 +444,15 @@ class HttpConnection(asyncio.Protocol):
 
     def sendfile_now(self, fd: int, offset: int, count: int) -> int:
         """Zero-copy as much as the socket takes right now (the transport's buffer must be
-        empty so bytes stay in order); 0 when it would block."""
+        empty so bytes stay in order); 0 when it would block. EOFError when the file ends
+        before count bytes (a chunk file cut short on disk): sendfile's 0 at end of file
+        must not read as "would block", or the sender waits for writability forever."""
         try:
             n = os.sendfile(self.sockfd, fd, offset, count)
         except (BlockingIOError, InterruptedError):
             return 0
+        if n == 0 and count:
+            raise EOFError("chunk file shorter than indexed")
         self.sent += n
         return n
 

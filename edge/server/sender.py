@@ -76,13 +76,12 @@ class BodySender:
                 break
             try:
                 fd = self.fds.get(ref, time.monotonic())  # owned by the cache: no close
-            except FileNotFoundError:
+                sent = conn.sendfile_now(fd, off, ln)
+            except (FileNotFoundError, EOFError):  # gone or cut short: fetched again
                 store.chunk_missing(meta, index)
                 self._hot_drop(self._hot_key(req) or req.target)  # type: ignore[attr-defined]
                 body[i] = (index, off, ln, None)
                 break
-            try:
-                sent = conn.sendfile_now(fd, off, ln)
             except OSError:
                 conn.abort()
                 self._log(conn, req, status, word)
@@ -165,6 +164,9 @@ class BodySender:
                 return
             try:
                 await self._send_file(conn, fd, off, ln)
+            except EOFError:  # cut short on disk mid-answer: this answer is cut, the next
+                store.chunk_missing(meta, index)  # request fetches the chunk again
+                raise OSError("chunk file shorter than indexed") from None
             finally:
                 os.close(fd)
 
@@ -199,7 +201,7 @@ class BodySender:
         while ln > 0:
             data = os.pread(fd, min(step, ln), off)
             if not data:
-                raise OSError("chunk file shorter than indexed")
+                raise EOFError("chunk file shorter than indexed")
             await conn.drain()
             conn.write(data)
             off += len(data)

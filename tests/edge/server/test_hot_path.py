@@ -493,3 +493,33 @@ def test_a_prepared_response_always_equals_one_built_at_that_instant(age_at, lif
                          body))
         assert e.response(now) == want
         assert (now < e.fresh_until) == (lifetime - age > 0) or abs(lifetime - age) < 1e-5
+
+
+async def test_a_chunk_file_cut_short_on_disk_is_fetched_again_not_waited_on(
+        origin, make_edge, client):
+    """A chunk file that ends before its length (cut on disk behind the cache's back):
+    sendfile's 0 at end of file is not "the socket is full" (the answer used to wait for
+    writability forever, spinning, with the client hung). The chunk counts as missing and
+    the rest of the answer comes from a new origin fetch: whole and right, under a hot file
+    entry and on the general path (a range across the cut chunk) alike."""
+    body = payload(BIG, 16)
+    origin.put("/cut.ts", body, headers=CC)
+    edge = make_edge(origin.url, cache={"memory": "0"})
+    await _warm_hot_file(edge, client, "/cut.ts", body)
+
+    def cut() -> None:
+        ref = edge.call(lambda: edge.node.store._objs["/cut.ts"].chunks[1])
+        assert os.path.getsize(ref.path) == CHUNK
+        os.truncate(ref.path, CHUNK // 2)  # same file: a cached open fd sees it too
+
+    cut()
+    fetched = origin.count("/cut.ts")
+    (head, got), = await asyncio.wait_for(_keepalive_gets(edge.node.port, "/cut.ts", 1), 10)
+    assert head.startswith(b"HTTP/1.1 200") and got == body
+    assert origin.count("/cut.ts") == fetched + 1  # that chunk, fetched again
+    edge.settle()
+    edge.call(edge.node.store.flush)
+    cut()
+    r = await asyncio.wait_for(fetch(client, edge.url + "/cut.ts",
+                                     headers={"Range": f"bytes=10-{2 * CHUNK + 9}"}), 10)
+    assert r.status == 206 and r.body == body[10:2 * CHUNK + 10]
