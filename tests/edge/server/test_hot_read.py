@@ -12,10 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.server.protocol import HOT_BLOCKERS, PLAIN_GET
-from tests.edge.server.conftest import fetch
-
-CC = {"Cache-Control": "max-age=600", "ETag": '"h1"', "Content-Type": "video/mp2t"}
-BODY = b"read!" * 800
+from tests.edge.server.test_hot_path import BODY, CC, _warm_hot
 
 
 class _Parsed:
@@ -129,12 +126,7 @@ async def _answer(port: int, *parts: bytes) -> bytes:
 async def test_only_whole_plain_gets_are_answered_from_the_read(origin, make_edge, client):
     origin.put("/r.ts", BODY, headers=CC)
     edge = make_edge(origin.url)
-    for _ in range(5):  # miss, disk hits, promotion: the answer is prepared
-        r = await fetch(client, edge.url + "/r.ts")
-        assert r.body == BODY
-        edge.settle()
-        edge.call(edge.node.store.flush)
-    assert "/r.ts" in edge.node.app.hot
+    await _warm_hot(edge, client, "/r.ts")
     app = edge.node.app
     direct: list[bool] = []
     real = app.hot_direct
