@@ -382,9 +382,7 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
             srv.stop(origin)
     med = medians(samples)
     names = [p.name for p in peers]
-    pairs = [(n, cfg.baseline) for n in names if cfg.baseline in names and n != cfg.baseline]
-    if "edgecdn-w2" in names and "edgecdn" in names:
-        pairs.append(("edgecdn-w2", "edgecdn"))
+    pairs = ratio_pairs(names, cfg.baseline)
     rat = {f"{a}/{b}": ratios(med, a, b) for a, b in pairs}
     paired = {f"{a}/{b}": paired_ratios(samples, a, b) for a, b in pairs}
     conf = {k: v for k, v in asdict(cfg).items() if k != "classes"}
@@ -392,6 +390,18 @@ def run(cfg: BenchConfig, plan: Plan, progress: Progress = lambda *a: None) -> R
     conf["clk_tck"] = procstat.CLK_TCK
     conf["source"] = source_version()
     return Report(conf, samples, med, rat, targets(rat, paired), paired)
+
+
+def ratio_pairs(names: list[str], baseline: str | None) -> list[tuple[str, str]]:
+    """The (peer, divisor) pairs a report gives ratios for: every peer against the baseline,
+    and each two-worker peer (NAME-w2) against its one-worker self, whose ratio is the cost
+    of two workers taking turns on one core."""
+    pairs = [(n, baseline) for n in names if baseline in names and n != baseline]
+    for n in names:
+        one = n.removesuffix("-w2")
+        if one != n and one in names and (n, one) not in pairs:
+            pairs.append((n, one))
+    return pairs  # type: ignore[return-value]
 
 
 def source_version() -> str:

@@ -54,6 +54,7 @@ def edge_available() -> bool:
 
 KNOWN = {
     "nginx": Peer("nginx", "nginx"),
+    "nginx-w2": Peer("nginx-w2", "nginx", workers=2),  # the same turns on one core, in C
     "edgecdn": Peer("edgecdn", "edgecdn"),
     "edgecdn-w2": Peer("edgecdn-w2", "edgecdn", workers=2),
     "edgecdn-disk": Peer("edgecdn-disk", "edgecdn", mode="disk"),

@@ -166,3 +166,14 @@ def test_the_median_interval_narrows_with_rounds_and_is_reproducible() -> None:
     assert lo8 <= statistics.median(few) <= hi8 and lo128 <= 1.05 <= hi128
     assert hi128 - lo128 < hi8 - lo8  # more rounds, a tighter interval
     assert sv.median_interval(few) == (lo8, hi8)  # seeded
+
+
+def test_ratio_pairs_put_each_two_worker_peer_against_its_one_worker_self() -> None:
+    names = ["nginx", "nginx-w2", "edgecdn", "edgecdn-w2", "ref-sendfile-w2"]
+    assert sv.ratio_pairs(names, "nginx") == [
+        ("nginx-w2", "nginx"), ("edgecdn", "nginx"), ("edgecdn-w2", "nginx"),
+        ("ref-sendfile-w2", "nginx"), ("edgecdn-w2", "edgecdn")]
+    # without the baseline peer: only the worker pairs; a -w2 peer alone has no pair
+    assert sv.ratio_pairs(["edgecdn", "edgecdn-w2", "ref-w2"], "nginx") == [
+        ("edgecdn-w2", "edgecdn")]
+    assert resolve(["nginx-w2"])[0].workers == 2
