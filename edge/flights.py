@@ -173,10 +173,25 @@ def stored_of(meta: ObjectMeta) -> StoredResponse:
                           meta.soft_purged)
 
 
-def _etag_core(v: str | None) -> str | None:
-    if v is None:
-        return None
-    return v[2:] if v.startswith("W/") else v
+def chunk_mismatch(meta: ObjectMeta, h: Headers) -> str | None:
+    """Why a chunk's answer cannot be joined to the object's other chunks (None: it can).
+    Parts are combined only when they are of one representation (RFC 9110 §14.3, §8.8): the
+    same ETag (a strong one stays strong: a weak tag may name other bytes, as a compressing
+    origin gives), the same Last-Modified, the same content coding."""
+    etag = h.get("etag")
+    if etag is not None and meta.etag is not None and not meta.etag.startswith(_INTERNAL_TAG) \
+            and etag != meta.etag:
+        return "object changed at the origin"
+    lm = h.get("last-modified")
+    if lm is not None and meta.last_modified is not None and lm != meta.last_modified:
+        return "object changed at the origin"
+    if h.get("content-encoding", "identity").lower() != \
+            meta.headers.get("content-encoding", "identity").lower():
+        return "origin answered in another content coding"
+    return None
+
+
+_INTERNAL_TAG = 'W/"edgecdn-'  # _internal_etag's: never sent by the origin
 
 
 class Flights:
@@ -270,10 +285,10 @@ class Flights:
         resp: OriginResponse | None = None
         try:
             resp, _, _, via_peer = await self._open(f"{meta.key}#{index}", path, query, h)
-            etag = resp.headers.get("etag")
-            if meta.etag and etag and _etag_core(etag) != _etag_core(meta.etag):
+            why = chunk_mismatch(meta, resp.headers)
+            if why is not None:
                 self._object_changed(meta)
-                raise FlightFailed("object changed at the origin")
+                raise FlightFailed(why)
             if resp.status == 206:
                 cr = parse_content_range(resp.headers.get("content-range"))
                 if cr is None or cr[0] != start or cr[2] != meta.size:
@@ -320,7 +335,13 @@ class Flights:
 
         ``owned`` are flights this fetch must complete; with ``only`` None (an origin that
         ignored Range and sent everything) every other absent chunk is filled on the way.
+        Such a body without a length may prove to be another object only at its end (longer,
+        or cut), so its chunks are finished and committed only once it has ended at exactly
+        the object's size; their readers stream the bytes meanwhile.
         """
+        hold = only is None and resp.content_length is None
+        held: list[tuple[int, ChunkFlight, Any]] = []
+        whole = end_check(resp) if hold else None
         index = offset // self.chunk_size
         pos = offset
         cur: ChunkFlight | None = None
@@ -353,7 +374,8 @@ class Flights:
                 self.stats.origin_bytes += len(data)
                 mv = memoryview(data)
                 while mv:
-                    if pos >= meta.size:
+                    if pos >= meta.size:  # another object than the stored one
+                        self._object_changed(meta)
                         raise FlightFailed("origin sent more bytes than the object has")
                     take = min(len(mv), chunk_end - pos)
                     piece = mv[:take]
@@ -364,7 +386,9 @@ class Flights:
                         if writer is not None:
                             writer.add(piece)
                     if pos == chunk_end:
-                        if cur is not None:
+                        if cur is not None and hold:
+                            held.append((index, cur, writer))
+                        elif cur is not None:
                             cur.finish()
                             self._spawn(self._commit(cur, writer, meta_saved))
                             owned.pop(index, None)
@@ -378,9 +402,19 @@ class Flights:
                         chunk_end = self.bounds(meta, index)[1]
             if pos < meta.size and (only is None or index == only):
                 raise FlightFailed("origin closed the body early")
+            if whole is not None and not whole():
+                raise FlightFailed("origin connection reset mid-body")
+            for i, fl, w in held:  # the body ended at the object's size: its chunks are whole
+                fl.finish()
+                self._spawn(self._commit(fl, w, meta_saved))
+                owned.pop(i, None)
+            held.clear()
         except BaseException as e:
             if writer is not None:
                 writer.abort()
+            for _, _, w in held:
+                if w is not None:
+                    w.abort()
             err = e if isinstance(e, FlightFailed) else (
                 FlightFailed(e.reason, e.status) if isinstance(e, OriginError)
                 else FlightFailed(f"fill failed: {type(e).__name__}"))
@@ -494,6 +528,15 @@ class Flights:
                     return HeadResult(HeadKind.NOT_MODIFIED, meta=meta)
                 await asyncio.to_thread(self._put_meta, meta)
                 return HeadResult(HeadKind.NOT_MODIFIED, meta=meta)
+            if resp.status == 206 and index >= 0 and "etag" not in rh \
+                    and "last-modified" not in rh and not via_peer:
+                cr = parse_content_range(rh.get("content-range"))
+                if cr is not None and cr[2] is not None and cr[2] > cs:
+                    # no validator: nothing could tell its chunks of two versions apart, so
+                    # it is fetched whole, in one answer
+                    resp.close()
+                    index = -1
+                    continue
             if resp.status in (200, 206):
                 return await self._head_body(key, resp, rh, t_req, t_resp, req, via_peer, fut,
                                              saved)
@@ -504,9 +547,14 @@ class Flights:
             if resp.status in (404, 410) and stale is not None and not via_peer:
                 with contextlib.suppress(Exception):
                     self.store.remove_object(key)
+            whole = end_check(resp)
             body = await resp.read_all(RELAY_LIMIT)
             if body is None:
                 return HeadResult(HeadKind.PASS, reason="large non-2xx answer")
+            if not whole():
+                resp.close()
+                return HeadResult(HeadKind.ERROR, status=502,
+                                  reason="origin connection reset mid-body")
             resp.release()
             return HeadResult(HeadKind.RELAY, status=resp.status,
                               headers=strip_hop_by_hop(rh), body=body)
@@ -600,9 +648,10 @@ class Flights:
         request for the first client of an uncacheable URL) when it is whole; it is closed
         if nobody has claimed it soon."""
         whole = resp.status == 200
-        if resp.status == 206:
+        if resp.status == 206:  # the whole representation only if its bytes say so too
             cr = parse_content_range(resp.headers.get("content-range"))
-            whole = cr is not None and cr[0] == 0 and cr[1] == cr[2]
+            whole = cr is not None and cr[0] == 0 and cr[1] == cr[2] \
+                and resp.content_length in (None, cr[2])
         if not whole:
             resp.close()
             return HeadResult(HeadKind.PASS, reason=reason, hit_for_pass=hit_for_pass)
@@ -786,7 +835,7 @@ def _internal_etag(meta: ObjectMeta, t_resp: float) -> ObjectMeta:
     """No validator: the store's version (size/ETag/Last-Modified) could not tell this
     response from an earlier one of the same size, so give it an internal one (never sent to
     clients: responses carry the stored headers)."""
-    return meta.replace(etag=f'W/"edgecdn-{t_resp:.6f}"')
+    return meta.replace(etag=f'{_INTERNAL_TAG}{t_resp:.6f}"')
 
 
 def fkey(meta: ObjectMeta, index: int) -> str:

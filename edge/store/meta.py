@@ -44,9 +44,12 @@ class ObjectMeta:
 
     @property
     def version(self) -> str:
-        """Hash of size/ETag/Last-Modified: chunk files carry it in their names, so a changed
-        object never mixes old and new chunks.  Cached: it is read on every chunk lookup."""
-        ident = (self.size, self.etag, self.last_modified)
+        """Hash of size and validators: chunk files carry it in their names, so a changed
+        object never mixes old and new chunks. A strong ETag names the bytes by itself, so a
+        newer Last-Modified beside the same one (a 304 may bring it) keeps the chunks.
+        Cached: it is read on every chunk lookup."""
+        strong = self.etag is not None and not self.etag.startswith("W/")
+        ident = (self.size, self.etag, None if strong else self.last_modified)
         c = self._vcache
         if c is not None and c[0] == ident:
             return c[1]

@@ -83,7 +83,8 @@ async def test_http10_client_gets_a_close_delimited_stream(origin, make_edge):
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
     assert got == body
-    raw = await _raw(edge.node.port, b"GET /h10.ts HTTP/1.1\r\nConnection: close\r\n\r\n")
+    raw = await _raw(edge.node.port,
+                     b"GET /h10.ts HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n")
     head, _, got = raw.partition(b"\r\n\r\n")
     # the HTTP/1.1 reader got a stored hit or chunks: either way the bytes are the body
     assert (_dechunk(got) if b"transfer-encoding: chunked" in head else got) == body

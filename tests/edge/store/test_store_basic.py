@@ -148,7 +148,12 @@ def test_meta_json_round_trip_and_version():
     assert back == m and back.version == m.version
     assert m.replace(etag='"f"').version != m.version
     assert m.replace(size=11).version != m.version
-    assert m.replace(last_modified=None).version != m.version
+    # a strong ETag names the bytes: its Last-Modified does not change the version; beside a
+    # weak ETag or none, Last-Modified does
+    assert m.replace(last_modified=None).version == m.version
+    weak = m.replace(etag='W/"e"')
+    assert weak.replace(last_modified=None).version != weak.version
+    assert m.replace(etag=None).replace(last_modified=None).version != m.replace(etag=None).version
     assert m.replace(etag=None, last_modified=None).version != m.replace(etag="null").version
     for bad in (b"", b"{", b"[]", b'{"format":1}', b'{"format":1,"key":"/k","size":-1}',
                 b'{"format":1,"key":"/k","size":"1"}', b'{"format":2,"key":"/k","size":1}'):
