@@ -604,10 +604,9 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         parts = [status_line(status), b"content-type: text/plain; charset=utf-8\r\n",
                  b"content-length: %d\r\n" % len(body), f"cache-status: {cs}\r\n".encode(),
                  extra.encode("latin-1", "replace")]
-        if not conn.keep_alive or self.draining or status >= 500 and status != 504:
+        if status >= 500 and status != 504:
             conn.keep_alive = False
-            parts.append(CLOSE)
-        parts.append(b"\r\n")
+        self._end_head(conn, req, parts)
         conn.write_head(b"".join(parts))
         if req.method != "HEAD" and body:
             conn.write(body)
@@ -623,10 +622,7 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         if status not in NO_BODY_STATUS:
             parts.append(b"content-length: %d\r\n" % len(body))
         parts.append(f"cache-status: {cs}\r\n".encode())
-        if not conn.keep_alive or self.draining:
-            conn.keep_alive = False
-            parts.append(CLOSE)
-        parts.append(b"\r\n")
+        self._end_head(conn, req, parts)
         conn.write_head(b"".join(parts))
         if req.method != "HEAD" and status not in NO_BODY_STATUS and body:
             conn.write(body)

@@ -16,7 +16,7 @@ from edge.http.revalidate import also_invalidated, invalidates
 from edge.http.storage import strip_hop_by_hop
 from edge.origin_client.base import OriginError, OriginResponse
 from edge.origin_client.framing import end_check
-from edge.server.protocol import CLOSE, HttpConnection, Request, status_line
+from edge.server.protocol import HttpConnection, Request, status_line
 
 PASS_DROP = frozenset({"cache-status", "connection", "keep-alive", "transfer-encoding",
                        "content-length", META_HEADER, STREAM_HEADER})
@@ -91,10 +91,7 @@ class PassThrough:
                 else:
                     chunked = True
                     parts.append(b"transfer-encoding: chunked\r\n")
-            if not conn.keep_alive or self.draining:
-                conn.keep_alive = False
-                parts.append(CLOSE)
-            parts.append(b"\r\n")
+            self._end_head(conn, req, parts)  # type: ignore[attr-defined]
             conn.write_head(b"".join(parts))
             if not no_body:
                 whole = end_check(resp)

@@ -48,13 +48,19 @@ HOT_BLOCKERS = frozenset({
 })
 KEEP_ALIVE_10 = b"connection: keep-alive\r\n"
 # One whole plain GET in one read: request line, then header fields that are each a token,
-# a colon and visible ASCII, none a hot blocker (names case-insensitive). Everything it
+# a colon and visible ASCII, none a hot blocker (names case-insensitive), one of them a valid
+# Host. Everything it
 # accepts the parser accepts the same way; anything else (pipelined requests, a head split
 # over reads, obs-text, folding, lower-case methods...) simply goes through the parser.
-_BLOCKER_NAMES = b"|".join(re.escape(n.encode()) for n in sorted(HOT_BLOCKERS | {"upgrade"}))
+_BLOCKER_NAMES = b"|".join(re.escape(n.encode())
+                           for n in sorted(HOT_BLOCKERS | {"upgrade", "host"}))
+_FIELD = rb"(?!(?i:" + _BLOCKER_NAMES + rb"):)[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n"
+# RFC 9112 §3.2 / RFC 3986 §3.2.2: host [":" port], an IP literal or a reg-name
+_HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+HOST_VALUE = re.compile(_HOST).fullmatch
 PLAIN_GET = re.compile(
-    rb"GET (/[!-~]*) HTTP/1\.1\r\n"
-    rb"(?:(?!(?i:" + _BLOCKER_NAMES + rb"):)[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*\r\n"
+    rb"GET (/[!-~]*) HTTP/1\.1\r\n(?:" + _FIELD + rb")*(?i:host):[\t ]*" + _HOST
+    + rb"[\t ]*\r\n(?:" + _FIELD + rb")*\r\n"
 ).fullmatch
 
 
@@ -94,8 +100,8 @@ class HttpConnection(asyncio.Protocol):
         "app", "admin", "public", "internal", "hot_ok", "max_head", "max_url", "max_body",
         "keepalive", "loop", "transport", "sockfd", "dupfd", "client", "parser", "closed",
         "paused_reading", "write_paused", "_drain", "_on_writable", "queue", "busy", "timer",
-        "_url", "_headers", "_head_bytes", "_in_head", "_progress", "_stalled", "_body",
-        "_body_len", "_reject", "_between", "_t0", "keep_alive", "sent", "head_sent",
+        "_url", "_headers", "_head_bytes", "_progress", "_stalled", "_body",
+        "_body_len", "_reject", "_failed", "_between", "_t0", "keep_alive", "sent", "head_sent",
         "last_active",
     )
     app: EdgeApp
@@ -130,12 +136,12 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._head_bytes = 0  # the header fields of the message being parsed, exactly
-        self._in_head = False
         self._progress = 0  # messages begun and fields ended (data_received watches it)
         self._stalled = 0  # bytes of an unfinished head since anything in it last ended
         self._body: list[bytes] | None = None
         self._body_len = 0
         self._reject: tuple[int, str] | None = None
+        self._failed: tuple[int, str] | None = None  # the answer owed to an unparsable request
         self._between = True  # the parser is between messages (nothing of one buffered)
         self._t0 = 0.0
         # response state, read by the app
@@ -182,9 +188,14 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._pace_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.queue and not self.busy:
+            self.loop.call_soon(self._next)  # it stopped at the full buffer
+        else:
+            self._pace_reading()
         f = self._drain
         if f is not None:
             self._drain = None
@@ -219,10 +230,11 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             reason = str(e).strip() or "malformed request"
             self._reject = self._reject or (400, f"bad request: {reason}"[:120])
-        if self._in_head and self._reject is None:
-            # a head still unfinished: on_header counts fields exactly once they end; this
-            # bounds one that never ends (the parser buffers it): bytes received in chunks
-            # that completed nothing (a chunk that did may hold a whole earlier message)
+        if not self._between and self._reject is None:
+            # a message still unfinished: on_header counts fields (head and trailer) once
+            # they end, on_body body bytes; this bounds a field that never ends (the parser
+            # buffers it): bytes received in reads that completed nothing (a read that did
+            # may hold a whole earlier message)
             if self._progress != mark:
                 self._stalled = 0
             else:
@@ -249,7 +261,6 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._head_bytes = 0
-        self._in_head = True  # (the body state is reset where a body was taken)
 
     def on_url(self, url: bytes) -> None:
         u = self._url + url
@@ -276,14 +287,31 @@ class HttpConnection(asyncio.Protocol):
             h[k] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        v = self._headers.get("content-length")
+        h = self._headers
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._reject = (505, f"HTTP/{version} is not supported here: use HTTP/1.1")
+            raise _Reject
+        host = h.get("host")  # repeated lines were joined with ", ": never a valid value
+        if host is None:
+            if version == "1.1":  # RFC 9112 §3.2
+                self._reject = (400, "bad request: HTTP/1.1 needs a Host field")
+                raise _Reject
+        elif HOST_VALUE(host.encode("latin-1")) is None:
+            self._reject = (400, "bad request: Host must be one host[:port]")
+            raise _Reject
+        v = h.get("content-length")
         cl = int(v) if v is not None and v.strip().isdigit() else None
         if cl is not None and cl > self.max_body:
             self._reject = (413, "request body too large")
             raise _Reject
+        if (cl or "transfer-encoding" in h) and version == "1.1" and not self.busy \
+                and not self.queue and h.get("expect", "").lower() == "100-continue" \
+                and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # RFC 9110 §10.1.1
 
     def on_body(self, body: bytes) -> None:
+        self._progress += 1
         self._body_len += len(body)
         if self._body_len > self.max_body:
             self._reject = (413, "request body too large")
@@ -303,20 +331,25 @@ class HttpConnection(asyncio.Protocol):
         except UnicodeDecodeError:
             self._reject = (400, "bad request line")
             raise _Reject from None
+        target = target.partition("#")[0]  # a fragment is the client's own (RFC 9112 §3.2)
+        if target[:1] != "/" and target[:8].lower().startswith(("http://", "https://")):
+            # absolute form (RFC 9112 §3.2.2): what counts is its path and query
+            rest = target.partition("//")[2]
+            cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=-1)
+            target = "/" if cut < 0 else ("/" + rest[cut:] if rest[cut] == "?" else rest[cut:])
         path, _, query = target.partition("?")
-        if "#" in query:
-            query = query.partition("#")[0]
         http10 = p.get_http_version() == "1.0"
         body = self._body
         if body is not None:
             self._body = None
             self._body_len = 0
+        # an Upgrade or CONNECT is answered as plain HTTP/1.1 and the connection then closed
+        # (the parser stops there): the answer says so
+        keep = p.should_keep_alive() and not p.should_upgrade() and m != "CONNECT"
         req = Request(m, target, path, query, self._headers,
-                      b"".join(body) if body else b"", p.should_keep_alive(), http10)
+                      b"".join(body) if body else b"", keep, http10)
         self.queue.append(req)
-        if len(self.queue) > MAX_PIPELINE and not self.paused_reading and self.transport:
-            self.paused_reading = True
-            self.transport.pause_reading()
+        self._pace_reading()
         if not self.busy:
             self._next()
 
@@ -345,13 +378,29 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- request cycle ---------------------------------------------------------------------
     def _next(self) -> None:
-        while self.queue and not self.busy and not self.closed:
+        while self.queue and not self.busy and not self.closed and not self.write_paused:
             req = self.queue.popleft()
             self._begin(req)
             self.app.handle(self, req)
-        if self.paused_reading and len(self.queue) < MAX_PIPELINE // 2 and self.transport:
-            self.paused_reading = False
-            self.transport.resume_reading()
+        if self._failed is not None and not self.queue and not self.busy and not self.closed:
+            self._send_failure()
+            return
+        self._pace_reading()
+
+    def _pace_reading(self) -> None:
+        """Read more requests only while their answers can be written and the queue has
+        room: a client that sends without reading must not fill the edge's memory with
+        answers (nginx stops reading such a client too)."""
+        if self.transport is None or self.closed:
+            return
+        if self.paused_reading:
+            if not self.write_paused and len(self.queue) < MAX_PIPELINE // 2 \
+                    and self._failed is None:
+                self.paused_reading = False
+                self.transport.resume_reading()
+        elif self.write_paused or len(self.queue) > MAX_PIPELINE or self._failed is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
 
     def finish(self) -> None:
         """The response is complete: next pipelined request, keep-alive wait, or close."""
@@ -365,6 +414,8 @@ class HttpConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         if self.queue:
             self.loop.call_soon(self._next)
+        elif self._failed is not None:
+            self._send_failure()
         elif self.timer is None:
             self._arm_timer()
 
@@ -395,11 +446,21 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
 
     def _fail(self, status: int, reason: str) -> None:
-        """Answer a request we could not parse and close: the stream is out of sync."""
+        """A request we could not parse: the stream is out of sync, so nothing after it is
+        read; the requests parsed before it are answered in order (as nginx does), then this
+        answer and the close (none after an answer that closed already)."""
         if self.closed or self.transport is None:
             return
-        self.queue.clear()
-        if not self.busy:
+        self._failed = (status, reason)
+        if self.busy or self.queue:
+            self._pace_reading()  # paused for good: finish() and _next() end with this
+            return
+        self._send_failure()
+
+    def _send_failure(self) -> None:
+        assert self._failed is not None and self.transport is not None
+        status, reason = self._failed
+        if self.keep_alive:
             body = (reason + "\n").encode()
             self.transport.write(b"".join((
                 status_line(status), b"content-type: text/plain\r\n",

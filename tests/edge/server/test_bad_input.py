@@ -51,7 +51,10 @@ def edge(origin, make_edge):
     (b"GET /a/../b HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"traversal"),
     (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"NUL"),
     (b"GET //double HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"empty path segment"),
-    (b"GET http://evil/x HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"must start with /"),
+    (b"GET http://evil/ok.ts HTTP/1.1\r\nHost: x\r\n\r\n", 200, b"fine"),  # absolute form
+    (b"GET /ok.ts HTTP/1.1\r\n\r\n", 400, b"needs a Host"),
+    (b"GET /ok.ts HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, b"Host must be"),
+    (b"GET /ok.ts HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"not supported"),
     (b"GET /" + b"a" * 600 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b"too long"),
     (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 4000 + b"\r\n\r\n", 431, b"too large"),
     (b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 400 + b"\r\n", 431, b"too large"),

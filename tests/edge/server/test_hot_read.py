@@ -80,13 +80,18 @@ def test_what_the_read_recognizes_the_parser_reads_the_same_way(method, target, 
     assert parser.should_keep_alive() and not parser.should_upgrade()
     assert m[1] == p.url  # the same target
     assert not {n.decode("latin-1").lower() for n in p.names} & HOT_BLOCKERS
+    assert [n.lower() for n in p.names].count(b"host") == 1  # RFC 9112 §3.2: exactly one
 
 
 def test_the_read_recognizer_takes_plain_gets_and_nothing_else():
-    plain = [b"GET /a.ts HTTP/1.1\r\nHost: h\r\n\r\n", b"GET /a.ts?t=1 HTTP/1.1\r\n\r\n",
-             b"GET /a.ts HTTP/1.1\r\nHost: h\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"]
+    plain = [b"GET /a.ts HTTP/1.1\r\nHost: h\r\n\r\n",
+             b"GET /a.ts?t=1 HTTP/1.1\r\nhOsT:127.0.0.1:8080 \r\n\r\n",
+             b"GET /a.ts HTTP/1.1\r\nUser-Agent: wrk\r\nHost: [::1]\r\nAccept: */*\r\n\r\n"]
     assert [PLAIN_GET(d)[1] for d in plain] == [b"/a.ts", b"/a.ts?t=1", b"/a.ts"]  # type: ignore[index]
     other = [
+        b"GET /a.ts HTTP/1.1\r\n\r\n",  # no Host, two, or an invalid one: the parser's 400
+        b"GET /a.ts HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET /a.ts HTTP/1.1\r\nHost: a b\r\n\r\n", b"GET /a.ts HTTP/1.1\r\nHost: a/b\r\n\r\n",
         b"GET /a.ts HTTP/1.1\r\nrAnGe: bytes=0-1\r\n\r\n",  # a blocker, any case
         b"GET /a.ts HTTP/1.1\r\nIf-None-Match: x\r\n\r\n",
         b"GET /a.ts HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -142,7 +147,7 @@ async def test_only_whole_plain_gets_are_answered_from_the_read(origin, make_edg
     assert out.startswith(b"HTTP/1.1 200") and b"edgecdn; hit" in out and out.endswith(BODY)
     out = await _answer(port, get + get)
     assert out.count(b"HTTP/1.1 200") == 2 and out.count(BODY) == 2
-    out = await _answer(port, b"GET /r.ts HTTP/1.1\r\nrAnGe: bytes=0-4\r\n\r\n")
+    out = await _answer(port, b"GET /r.ts HTTP/1.1\r\nHost: x\r\nrAnGe: bytes=0-4\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 206") and out.endswith(BODY[:5])
     out = await _answer(port, b"GET /r.ts HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(BODY)
