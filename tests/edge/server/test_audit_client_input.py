@@ -134,6 +134,18 @@ def _multipart(headers: dict[str, str], body: bytes) -> list[tuple[str, bytes]]:
     return parts
 
 
+async def _two_hot(origin: OriginServer, make_edge: Any, client: aiohttp.ClientSession,
+                   seed: int) -> tuple[Any, bytes]:
+    """An edge with two prepared answers: /s.ts from memory, /b.ts (returned) from files."""
+    big = payload(BIG, seed)
+    origin.put("/s.ts", BODY, headers=HOT_CC)
+    origin.put("/b.ts", big, headers={**HOT_CC, "ETag": '"b1"'})
+    edge = make_edge(origin.url)
+    await _warm_hot(edge, client, "/s.ts")
+    await _warm_hot_file(edge, client, "/b.ts", big)
+    return edge, big
+
+
 # ---- pipelining: hot and general answers in order -------------------------------------------
 @pytest.mark.parametrize("bytewise", [False, True], ids=["one-write", "byte-by-byte"])
 async def test_pipelined_mix_of_hot_and_general_requests_answers_in_order(
@@ -142,12 +154,7 @@ async def test_pipelined_mix_of_hot_and_general_requests_answers_in_order(
     """GET (hot memory entry), HEAD, Range, conditional, GET (hot file entry), a 404 and a
     multipart range, all pipelined: each answer in order, whole, and the connection then
     still answers a plain GET (from the read, hot)."""
-    big = payload(BIG, 21)
-    origin.put("/s.ts", BODY, headers=HOT_CC)
-    origin.put("/b.ts", big, headers={**HOT_CC, "ETag": '"b1"'})
-    edge = make_edge(origin.url)
-    await _warm_hot(edge, client, "/s.ts")
-    await _warm_hot_file(edge, client, "/b.ts", big)
+    edge, big = await _two_hot(origin, make_edge, client, 21)
     reqs = [
         (GET % b"/s.ts", False),
         (b"HEAD /s.ts HTTP/1.1\r\nHost: x\r\n\r\n", True),
@@ -183,12 +190,7 @@ async def test_a_hot_request_split_at_every_byte_boundary(origin: OriginServer,
                                                           ) -> None:
     """One keep-alive connection; the same plain GET split in two at each byte, then sent
     whole: every answer whole (memory and file entries), never a stray or missing byte."""
-    big = payload(BIG, 22)
-    origin.put("/s.ts", BODY, headers=HOT_CC)
-    origin.put("/b.ts", big, headers={**HOT_CC, "ETag": '"b1"'})
-    edge = make_edge(origin.url)
-    await _warm_hot(edge, client, "/s.ts")
-    await _warm_hot_file(edge, client, "/b.ts", big)
+    edge, big = await _two_hot(origin, make_edge, client, 22)
     reader, writer = await _open(edge.node.port)
     for path, body in ((b"/s.ts", BODY), (b"/b.ts", big)):
         req = GET % path
@@ -211,12 +213,7 @@ async def test_a_hot_request_split_at_every_byte_boundary(origin: OriginServer,
 async def test_head_of_a_hot_entry_then_get_on_the_same_connection(
         origin: OriginServer, make_edge: Any, client: aiohttp.ClientSession) -> None:
     """HEAD of a prepared (hot) object: its headers and no body; the GET after it whole."""
-    big = payload(BIG, 23)
-    origin.put("/s.ts", BODY, headers=HOT_CC)
-    origin.put("/b.ts", big, headers={**HOT_CC, "ETag": '"b1"'})
-    edge = make_edge(origin.url)
-    await _warm_hot(edge, client, "/s.ts")
-    await _warm_hot_file(edge, client, "/b.ts", big)
+    edge, big = await _two_hot(origin, make_edge, client, 23)
     reader, writer = await _open(edge.node.port)
     for path, body in ((b"/s.ts", BODY), (b"/b.ts", big)):
         for _ in range(2):

@@ -347,40 +347,24 @@ async def test_later_chunk_answered_with_a_full_200_of_a_new_version(
 
 
 # ---- range answers that do not match the question ----------------------------------------
-async def test_chunk_answered_with_another_range(raw_origin: Callable[[Script], RawOrigin],
-                                                 make_edge: Any,
-                                                 client: aiohttp.ClientSession) -> None:
-    """Asked for chunk 1, the origin sends chunk 0's range once (truthfully labelled)."""
-    body = payload(3 * CHUNK + 11)
-    h = {"Cache-Control": "max-age=300", "ETag": '"r"'}
-    lied = {"done": False}
-
-    def script(req: RawReq) -> list[Step]:
-        if chunk_of(req) == 1 and not lied["done"]:
-            lied["done"] = True
-            return [answer(206, {**h, "Content-Range": f"bytes 0-{CHUNK - 1}/{len(body)}"},
-                           body[:CHUNK])]
-        return [ranged(req, body, h)]
-
-    o = raw_origin(script)
-    edge = make_edge(o.url)
-    await fault_then_follow_up(client, edge, "/obj", body, body)
-
-
-async def test_chunk_answered_with_a_shorter_range_than_asked(
+@pytest.mark.parametrize("size,first,last", [
+    pytest.param(3 * CHUNK + 11, 0, CHUNK, id="another-range"),  # chunk 0's, truthfully labelled
+    pytest.param(3 * CHUNK, CHUNK, CHUNK + 1000, id="shorter-range"),  # chunk 1's first 1000
+])
+async def test_chunk_answered_with_a_range_other_than_asked(
         raw_origin: Callable[[Script], RawOrigin], make_edge: Any,
-        client: aiohttp.ClientSession) -> None:
-    """Asked for chunk 1, the origin sends only its first 1000 bytes (a valid 206 of them)."""
-    body = payload(3 * CHUNK)
+        client: aiohttp.ClientSession, size: int, first: int, last: int) -> None:
+    """Asked for chunk 1, the origin sends (once) a valid 206 of other bytes: they never fill
+    chunk 1."""
+    body = payload(size)
     h = {"Cache-Control": "max-age=300", "ETag": '"r"'}
     lied = {"done": False}
 
     def script(req: RawReq) -> list[Step]:
         if chunk_of(req) == 1 and not lied["done"]:
             lied["done"] = True
-            a, b = CHUNK, CHUNK + 1000
-            return [answer(206, {**h, "Content-Range": f"bytes {a}-{b - 1}/{len(body)}"},
-                           body[a:b])]
+            return [answer(206, {**h, "Content-Range": f"bytes {first}-{last - 1}/{len(body)}"},
+                           body[first:last])]
         return [ranged(req, body, h)]
 
     o = raw_origin(script)
