@@ -27,7 +27,10 @@ def normalize_path(raw: str) -> str:
         raise BadPath("path must start with /")
     if len(raw) > MAX_PATH:
         raise BadPath("path too long")
-    path = unquote(raw)
+    try:  # an escape that is not UTF-8 would name another object once replaced: refuse it
+        path = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadPath("path escapes are not UTF-8") from None
     if "\x00" in path or "\\" in path:
         raise BadPath("path has NUL or backslash")
     parts = path.split("/")

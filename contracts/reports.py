@@ -6,6 +6,7 @@ report before it replaces the last good one, and ignores fields it does not know
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,6 +78,9 @@ class EdgeReport:
             if isinstance(e, ReportError):
                 raise
             raise ReportError(f"bad report: {e}") from e
+        if not (math.isfinite(rep.egress_bps) and math.isfinite(rep.capacity_bps)
+                and math.isfinite(rep.hit_ratio)):
+            raise ReportError("load figures must be finite numbers")  # NaN would look idle
         if rep.egress_bps < 0 or rep.active_connections < 0:
             raise ReportError("negative load figures")
         return rep

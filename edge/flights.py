@@ -679,6 +679,7 @@ class Flights:
         limit = getattr(getattr(self.store, "disk", None), "capacity", 0)
         if not self.storing or limit <= 0 or getattr(self.store, "disk_full", False):
             return self._pass(resp, "not storing now", hit_for_pass=False)
+        since = self.store.change_mark()  # a purge during the stream: nothing stored
         skey = primary_of(key)
         pointer = None
         if fields:
@@ -723,7 +724,7 @@ class Flights:
                                               vary=fl.vary)
                 if meta.etag is None and meta.last_modified is None:
                     meta = _internal_etag(meta, t_resp)
-                await self._commit_stream(fl, meta, pointer)
+                await self._commit_stream(fl, meta, pointer, since)
         finally:
             if self.streams.get(key) is fl:
                 del self.streams[key]
@@ -733,7 +734,7 @@ class Flights:
         return res
 
     async def _commit_stream(self, fl: StreamFlight, meta: ObjectMeta,
-                             pointer: ObjectMeta | None) -> None:
+                             pointer: ObjectMeta | None, since: int) -> None:
         """Chunks bound to the meta's version (length checked) and placed, then the meta:
         other workers that see the meta find the chunks (Store.commit_stream)."""
         writers = [w for _, w in sorted(fl.writers.items())]
@@ -741,7 +742,7 @@ class Flights:
         try:
             for w in writers:
                 w.bind(meta)
-            await asyncio.to_thread(self.store.commit_stream, meta, writers, pointer)
+            await asyncio.to_thread(self.store.commit_stream, meta, writers, pointer, since)
         except OSError:
             self.stats.disk_full_since = self.clock()
         except Exception:

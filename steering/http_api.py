@@ -157,7 +157,7 @@ class HttpApi:
             return _err(405, "use POST", [(b"Allow", b"POST")])
         try:
             doc = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             return _err(400, "body is not JSON")
         if not isinstance(doc, dict):
             return _err(400, "body must be a JSON object")

@@ -105,7 +105,8 @@ class Store:
         self._loader: threading.Thread | None = None
         self._journal = Journal(self.layout.journal, self.id)
         self._journal_due = 0.0
-        self._changes = 0  # bumped by poll_changes: a disk read older than a bump is suspect
+        self._changes = 0  # bumped by poll_changes and purge: anything read or begun before
+        # a bump is suspect (a disk read, a stream being stored)
         self._janitor = Janitor()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -366,15 +367,26 @@ class Store:
             self._janitor.submit(self._unlink_victims, victims)
         return True
 
+    def change_mark(self) -> int:
+        """A mark to hand back to commit_stream: has anything been purged (here) or changed
+        (by another worker) since?"""
+        return self._changes
+
     def commit_stream(self, meta: ObjectMeta, writers: list[ChunkWriter],
-                      pointer: ObjectMeta | None = None) -> int:
+                      pointer: ObjectMeta | None = None, since: int | None = None) -> int:
         """Store an object whose length was known only at its end (stream writers, already
         bound to ``meta``): its chunks are renamed into place first, then its meta (and the
         Vary pointer) written, so a worker that sees the meta finds every admitted chunk at
         once.  A crash in between leaves chunk files that no meta names (the loader removes
-        them); a chunk of the wrong length is never placed.  Returns the chunks stored.
+        them); a chunk of the wrong length is never placed.  With ``since`` (change_mark()
+        when the stream began), nothing is stored if a purge or another worker's change came
+        in between: the purged object must not come back.  Returns the chunks stored.
         Blocking: call it in a thread."""
         placed: list[tuple[int, str, int]] = []
+        if since is not None and since != self._changes:
+            for w in writers:
+                w.abort()
+            return 0
         try:
             for w in writers:
                 if (w.state != "open" or w.written != w.length or w.version != meta.version
@@ -390,6 +402,9 @@ class Store:
             if pointer is not None:
                 self.put_meta(pointer)
             self.put_meta(meta)
+            if since is not None and since != self._changes:  # a purge came meanwhile
+                self._hard_remove(meta.key)
+                return 0
         except BaseException as e:
             for w in writers:
                 w.abort()
@@ -420,6 +435,8 @@ class Store:
         Blocking (a prefix purge reads every meta on disk): call it in a thread."""
         if key is None and not prefix:
             raise ValueError("purge needs a key or a non-empty prefix")
+        with self._lock:
+            self._changes += 1  # a stream begun before it must not store its object after it
         keys: set[str] = set()
         if key is not None:
             keys.add(key)
@@ -475,7 +492,9 @@ class Store:
         try:
             with open(self.layout.meta_path(key), "rb") as f:
                 data = f.read()
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError as e:  # gone, or not a readable file (a directory, an I/O error)
+            if not isinstance(e, FileNotFoundError | NotADirectoryError):
+                log.warning("unreadable meta for %r ignored: %s", key, e)
             return None
         try:
             m = ObjectMeta.from_json(data)
