@@ -173,3 +173,22 @@ def write_fleet_toml(path: Path, doc: dict[str, Any]) -> Path:
     lines = [f"{k} = {toml_value(v)}" for k, v in doc.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+DNS_NAME = "video.edgecdn.test."
+
+
+@pytest.fixture
+async def dns_server(edges: dict[str, StandInEdge], mmdb_path: Path,
+                     cf_key: Any) -> AsyncIterator[Any]:
+    """A steering server answering DNS for DNS_NAME over the stand-in fleet."""
+    from steering.server import SteeringServer
+    from steering.settings import SteeringSettings
+
+    fleet = make_fleet({n: e.url for n, e in edges.items()},
+                       {"geoip_db": str(mmdb_path), "dns_name": DNS_NAME}, cf_key[0])
+    srv = SteeringServer(fleet, SteeringSettings.from_dict(fleet.steering), "127.0.0.1:0",
+                         "127.0.0.1:0")
+    await srv.start()
+    yield srv
+    await srv.stop()

@@ -22,11 +22,10 @@ import pytest
 from aiohttp import web
 
 from steering.server import SteeringServer
-from steering.settings import SteeringSettings
-from tests.steering.conftest import EDGE_LAYOUT, StandInEdge, make_fleet
+from tests.steering.conftest import DNS_NAME, EDGE_LAYOUT, StandInEdge
 from tests.steering.test_server import LONDON_IP, NYC_IP, TITLE, Client, steering, wait_until
 
-NAME = "video.edgecdn.test."
+NAME = DNS_NAME
 AUTH = {"Authorization": "Bearer tok"}
 
 
@@ -436,18 +435,6 @@ async def test_request_flood_with_garbage_keeps_serving(edges, mmdb_path: Path) 
 # -- DNS --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def dns_srv(edges: dict[str, StandInEdge], mmdb_path: Path, cf_key
-                  ) -> AsyncIterator[SteeringServer]:
-    fleet = make_fleet({n: e.url for n, e in edges.items()},
-                       {"geoip_db": str(mmdb_path), "dns_name": NAME}, cf_key[0])
-    srv = SteeringServer(fleet, SteeringSettings.from_dict(fleet.steering), "127.0.0.1:0",
-                         "127.0.0.1:0")
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
 async def udp_raw(port: int, data: bytes, timeout: float = 2.0) -> bytes | None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
@@ -462,10 +449,10 @@ async def udp_raw(port: int, data: bytes, timeout: float = 2.0) -> bytes | None:
         s.close()
 
 
-async def test_dns_odd_qtypes_classes_and_names(dns_srv: SteeringServer) -> None:
+async def test_dns_odd_qtypes_classes_and_names(dns_server: SteeringServer) -> None:
     """Odd types at the name: NOERROR without A records; CH class and names outside the zone:
     REFUSED; below the zone: NXDOMAIN; a NOTIFY: NOTIMP."""
-    port = dns_srv.dns_port
+    port = dns_server.dns_port
     for t in ("ANY", "TXT", "MX", "CNAME", "NS", "TYPE65535", "HTTPS", "AXFR"):
         r = await dns.asyncquery.udp(dns.message.make_query(NAME, t), "127.0.0.1", port=port,
                                      timeout=3)
@@ -489,10 +476,10 @@ async def test_dns_odd_qtypes_classes_and_names(dns_srv: SteeringServer) -> None
     assert r.rcode() == dns.rcode.NOERROR and r.answer
 
 
-async def test_dns_truncated_and_garbage_packets(dns_srv: SteeringServer) -> None:
+async def test_dns_truncated_and_garbage_packets(dns_server: SteeringServer) -> None:
     """Header claiming a question that is missing, a cut-off name, two questions: FORMERR
     echoing the id; <12 bytes: ignored; the server still answers afterwards."""
-    port = dns_srv.dns_port
+    port = dns_server.dns_port
     good = dns.message.make_query(NAME, "A")
     good.id = 0x4242
     wire = good.to_wire()
@@ -508,10 +495,10 @@ async def test_dns_truncated_and_garbage_packets(dns_srv: SteeringServer) -> Non
     assert r.rcode() == dns.rcode.NOERROR and r.answer
 
 
-async def test_dns_huge_udp_query_and_ecs_abuse(dns_srv: SteeringServer) -> None:
+async def test_dns_huge_udp_query_and_ecs_abuse(dns_server: SteeringServer) -> None:
     """A ~60 KB datagram (padding), bad ECS prefixes: an answer (not silence), and the
     response fits the advertised payload."""
-    port = dns_srv.dns_port
+    port = dns_server.dns_port
     q = dns.message.make_query(NAME, "A", use_edns=0, payload=4096)
     wire = bytearray(q.to_wire())
     pad = struct.pack("!HH", 12, 60000) + b"\x00" * 60000
@@ -529,10 +516,10 @@ async def test_dns_huge_udp_query_and_ecs_abuse(dns_srv: SteeringServer) -> None
     assert out is not None and out[3] & 0x0F == dns.rcode.FORMERR
 
 
-async def test_dns_tcp_garbage_then_good(dns_srv: SteeringServer) -> None:
+async def test_dns_tcp_garbage_then_good(dns_server: SteeringServer) -> None:
     """TCP: a garbage frame gets FORMERR on the same connection, then a good query works;
     a zero-length frame or a short frame closes without killing the listener."""
-    port = dns_srv.dns_port
+    port = dns_server.dns_port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         junk = b"\x77\x77" + b"\xff" * 30
@@ -556,11 +543,11 @@ async def test_dns_tcp_garbage_then_good(dns_srv: SteeringServer) -> None:
 
 
 async def test_dns_response_flagged_message_gets_no_reply_and_server_lives(
-        dns_srv: SteeringServer) -> None:
+        dns_server: SteeringServer) -> None:
     """A datagram with QR set (a response) is not answered (no reflection loops)."""
     q = dns.message.make_query(NAME, "A")
     q.flags |= dns.flags.QR
-    assert await udp_raw(dns_srv.dns_port, q.to_wire(), timeout=0.5) is None
+    assert await udp_raw(dns_server.dns_port, q.to_wire(), timeout=0.5) is None
     r = await dns.asyncquery.udp(dns.message.make_query(NAME, "A"), "127.0.0.1",
-                                 port=dns_srv.dns_port, timeout=3)
+                                 port=dns_server.dns_port, timeout=3)
     assert r.rcode() == dns.rcode.NOERROR

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dns.asyncquery
@@ -16,22 +15,9 @@ import pytest
 from steering.geo import Location
 from steering.geoip import GeoLocator
 from steering.server import SteeringServer
-from steering.settings import SteeringSettings
-from tests.steering.conftest import StandInEdge, make_fleet
+from tests.steering.conftest import DNS_NAME, StandInEdge
 
-NAME = "video.edgecdn.test."
-
-
-@pytest.fixture
-async def dns_server(edges: dict[str, StandInEdge], mmdb_path: Path,
-                     cf_key) -> AsyncIterator[SteeringServer]:
-    fleet = make_fleet({n: e.url for n, e in edges.items()},
-                       {"geoip_db": str(mmdb_path), "dns_name": NAME}, cf_key[0])
-    srv = SteeringServer(fleet, SteeringSettings.from_dict(fleet.steering), "127.0.0.1:0",
-                         "127.0.0.1:0")
-    await srv.start()
-    yield srv
-    await srv.stop()
+NAME = DNS_NAME
 
 
 def query(name: str = NAME, rdtype: str = "A", ecs: tuple[str, int] | None = None
