@@ -263,6 +263,16 @@ class Flights:
             del self.stats.latencies[:5000]
         return resp, t0, self.clock()
 
+    def chunks_trusted(self, meta: ObjectMeta) -> bool:
+        """Can a missing chunk of this object be fetched on its own? Not for one without a
+        validator (_internal_etag): only chunks of one answer are known to be of one version,
+        so once any chunk is gone (evicted) and not being filled, the whole object must be
+        fetched again."""
+        if has_validator(meta):
+            return True
+        return all(self.store.get_chunk(meta, i) is not None or fkey(meta, i) in self.chunks
+                   for i in range(self.store.chunk_count(meta)))
+
     # ---- chunk flights (meta known) --------------------------------------------------------
     def chunk_flight(self, meta: ObjectMeta, index: int, path: str, query: str,
                      req: Headers) -> ChunkFlight:
@@ -837,6 +847,12 @@ def _internal_etag(meta: ObjectMeta, t_resp: float) -> ObjectMeta:
     response from an earlier one of the same size, so give it an internal one (never sent to
     clients: responses carry the stored headers)."""
     return meta.replace(etag=f'{_INTERNAL_TAG}{t_resp:.6f}"')
+
+
+def has_validator(meta: ObjectMeta) -> bool:
+    """Did the origin name this version (ETag or Last-Modified)? Else its chunks are trusted
+    only as parts of the one answer they came from (Flights.chunks_trusted)."""
+    return meta.etag is None or not meta.etag.startswith(_INTERNAL_TAG)
 
 
 def fkey(meta: ObjectMeta, index: int) -> str:

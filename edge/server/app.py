@@ -303,6 +303,9 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         meta = self.store.get_meta(key)
         if meta is not None and POINTER in meta.vary:  # a varying URL: this request's variant
             key, meta = resolve(self.store, key, h)
+        if meta is not None and not self.flights.chunks_trusted(meta):
+            self.store.remove_object(meta.key)  # fetched again, whole
+            meta = None
         fr = None
         if meta is not None:
             if meta.vary and not vary_matches(meta.vary, h):

@@ -23,6 +23,7 @@ from json.encoder import encode_basestring_ascii as encode_json_str
 from typing import TYPE_CHECKING, Any
 
 from contracts.tokens import TOKEN_PARAM, TokenResult, verify
+from edge.flights import has_validator
 from edge.server.protocol import HOT_BLOCKERS, HttpConnection, Request, status_line
 from edge.store.meta import ObjectMeta
 from edge.store.refs import ChunkRef
@@ -283,7 +284,7 @@ class HotPath:
         up to HOT_MEMORY_MAX whose chunks are all in the memory tier (smaller ones wait for
         that), from the chunk files for a larger one (sendfile on, every chunk on disk)."""
         hkey = self._hot_key(req)
-        if hkey is None:
+        if hkey is None or not has_validator(meta):  # (its lost chunks: a whole refetch)
             return
         for it in body:
             if type(it) is not tuple or it[3] is None:

@@ -1036,3 +1036,37 @@ async def test_later_chunk_answer_with_more_than_asked_same_object(
     edge = make_edge(o.url)
     await fault_then_follow_up(client, edge, "/mo", body, body)
     assert done
+
+
+async def test_object_without_validator_that_lost_a_chunk_is_fetched_again_whole(
+        origin: OriginServer, make_edge: Any, client: aiohttp.ClientSession) -> None:
+    """No ETag, no Last-Modified: once a chunk is evicted, it cannot be refilled on its own
+    (nothing could tell the origin's new bytes from the old): the object is fetched again,
+    whole, and never served as old chunks around a new one."""
+    import os
+
+    v1, v2 = payload(3 * CHUNK + 5, 41), payload(3 * CHUNK + 5, 42)
+    cc = {"Cache-Control": "max-age=300"}
+    origin.put("/nv.ts", v1, headers=cc)
+    edge = make_edge(origin.url, cache={"memory": "0"})
+    for _ in range(3):  # fill, then hits (the hot path must not keep such an object)
+        r = await fetch(client, edge.url + "/nv.ts")
+        assert r.status == 200 and r.body == v1
+        edge.settle()
+    store = edge.node.store
+    meta = edge.call(store.get_meta, "/nv.ts")
+    assert meta is not None
+    assert "/nv.ts" not in edge.node.app.hot
+    ref = edge.call(store.get_chunk, meta, 1)
+    assert ref is not None and ref.path
+    os.unlink(ref.path)  # evicted (as another worker's eviction would)
+    edge.call(store.chunk_missing, meta, 1)
+    origin.put("/nv.ts", v2, headers=cc)  # same length, new bytes, still no validator
+    n = origin.count("/nv.ts")
+    r = await fetch(client, edge.url + "/nv.ts")
+    assert r.status == 200 and r.body == v2
+    got = [h.get("Range") for m, p, h in origin.requests[n:] if p == "/nv.ts"]
+    assert got[-1] is None  # the last fetch was the whole object, not a lone chunk
+    edge.settle()
+    r = await fetch(client, edge.url + "/nv.ts")
+    assert r.status == 200 and r.body == v2 and r.cache.startswith("edgecdn; hit")

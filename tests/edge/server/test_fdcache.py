@@ -17,8 +17,16 @@ from tests.edge.server.conftest import CHUNK, fetch, payload
 CC = {"Cache-Control": "max-age=300", "ETag": '"f1"', "Content-Type": "video/mp2t"}
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_fds(under: Path) -> int:
+    """This process's open files under a directory (other tests' edges may still be closing
+    their own fds meanwhile, so the process-wide count is not ours to compare)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(under))
+        except OSError:
+            pass
+    return n
 
 
 def _chunk(tmp_path: Path, name: str, data: bytes) -> ChunkRef:
@@ -41,14 +49,14 @@ def test_a_new_ref_for_the_same_path_opens_the_new_file(tmp_path):
     c = FdCache()
     old = _chunk(tmp_path, "v1.0", b"a" * 100)
     c.get(old, 0.0)
-    n = _open_fds()
+    n = _open_fds(tmp_path)
     tmp = tmp_path / "tmp"
     tmp.write_bytes(b"b" * 100)
     os.replace(tmp, old.path)  # refetched after a purge: same name, new file, new ref
     new = ChunkRef(old.path, 100)
     fd = c.get(new, 0.1)
     assert os.pread(fd, 100, 0) == b"b" * 100
-    assert _open_fds() == n and c.opens == 2  # the old file's fd was closed
+    assert _open_fds(tmp_path) == n and c.opens == 2  # the old file's fd was closed
 
 
 def test_past_its_validity_an_unlinked_file_is_gone(tmp_path):
@@ -63,16 +71,16 @@ def test_past_its_validity_an_unlinked_file_is_gone(tmp_path):
 
 
 def test_size_bound_and_sweep_close_files(tmp_path):
-    n = _open_fds()
+    n = _open_fds(tmp_path)
     c = FdCache(size=2, valid=1.0)
     refs = [_chunk(tmp_path, f"v1.{i}", b"x") for i in range(3)]
     for i, r in enumerate(refs):
         c.get(r, i * 0.1)
-    assert len(c) == 2 and _open_fds() == n + 2
+    assert len(c) == 2 and _open_fds(tmp_path) == n + 2
     c.sweep(1.15)  # the first kept one (opened at 0.1) has expired
-    assert len(c) == 1 and _open_fds() == n + 1
+    assert len(c) == 1 and _open_fds(tmp_path) == n + 1
     c.sweep(5.0)
-    assert len(c) == 0 and _open_fds() == n
+    assert len(c) == 0 and _open_fds(tmp_path) == n
 
 
 def _disk_edge(make_edge, origin):
