@@ -125,6 +125,9 @@ class HttpConnection(asyncio.Protocol):
         self.dupfd = -1
         self.client = ""
         self.parser = httptools.HttpRequestParser(self)
+        # any HTTP/x.y parses; on_headers_complete serves 1.x as HTTP/1.1 (RFC 9110 §2.5,
+        # as nginx does) and refuses other majors with 505
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.closed = False
         self.paused_reading = False
         self.write_paused = False
@@ -290,8 +293,10 @@ class HttpConnection(asyncio.Protocol):
         h = self._headers
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            self._reject = (505, f"HTTP/{version} is not supported here: use HTTP/1.1")
-            raise _Reject
+            if not version.startswith("1."):
+                self._reject = (505, f"HTTP/{version} is not supported here: use HTTP/1.1")
+                raise _Reject
+            version = "1.1"  # a later minor version of 1: answered as HTTP/1.1
         host = h.get("host")  # repeated lines were joined with ", ": never a valid value
         if host is None:
             if version == "1.1":  # RFC 9112 §3.2
