@@ -179,8 +179,7 @@ def chunk_mismatch(meta: ObjectMeta, h: Headers) -> str | None:
     same ETag (a strong one stays strong: a weak tag may name other bytes, as a compressing
     origin gives), the same Last-Modified, the same content coding."""
     etag = h.get("etag")
-    if etag is not None and meta.etag is not None and not meta.etag.startswith(_INTERNAL_TAG) \
-            and etag != meta.etag:
+    if etag is not None and meta.etag is not None and has_validator(meta) and etag != meta.etag:
         return "object changed at the origin"
     lm = h.get("last-modified")
     if lm is not None and meta.last_modified is not None and lm != meta.last_modified:
@@ -352,6 +351,12 @@ class Flights:
         hold = only is None and resp.content_length is None
         held: list[tuple[int, ChunkFlight, Any]] = []
         whole = end_check(resp) if hold else None
+
+        def complete(i: int, fl: ChunkFlight, w: Any) -> None:
+            fl.finish()
+            self._spawn(self._commit(fl, w, meta_saved))
+            owned.pop(i, None)
+
         index = offset // self.chunk_size
         pos = offset
         cur: ChunkFlight | None = None
@@ -399,9 +404,7 @@ class Flights:
                         if cur is not None and hold:
                             held.append((index, cur, writer))
                         elif cur is not None:
-                            cur.finish()
-                            self._spawn(self._commit(cur, writer, meta_saved))
-                            owned.pop(index, None)
+                            complete(index, cur, writer)
                         cur, writer = None, None
                         if only is not None and index == only:
                             return
@@ -415,9 +418,7 @@ class Flights:
             if whole is not None and not whole():
                 raise FlightFailed("origin connection reset mid-body")
             for i, fl, w in held:  # the body ended at the object's size: its chunks are whole
-                fl.finish()
-                self._spawn(self._commit(fl, w, meta_saved))
-                owned.pop(i, None)
+                complete(i, fl, w)
             held.clear()
         except BaseException as e:
             if writer is not None:

@@ -49,9 +49,9 @@ HOT_BLOCKERS = frozenset({
 KEEP_ALIVE_10 = b"connection: keep-alive\r\n"
 # One whole plain GET in one read: request line, then header fields that are each a token,
 # a colon and visible ASCII, none a hot blocker (names case-insensitive), one of them a valid
-# Host. Everything it
-# accepts the parser accepts the same way; anything else (pipelined requests, a head split
-# over reads, obs-text, folding, lower-case methods...) simply goes through the parser.
+# Host. Everything it accepts the parser accepts the same way; anything else (pipelined
+# requests, a head split over reads, obs-text, folding, lower-case methods...) simply goes
+# through the parser.
 _BLOCKER_NAMES = b"|".join(re.escape(n.encode())
                            for n in sorted(HOT_BLOCKERS | {"upgrade", "host"}))
 _FIELD = rb"(?!(?i:" + _BLOCKER_NAMES + rb"):)[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n"
