@@ -82,6 +82,10 @@ class RecordingProxy:
                 if limit is not None and sent + len(piece) > limit:
                     await resp.write(piece[: limit - sent])
                     assert req.transport is not None
+                    for _ in range(1000):  # exactly `limit` bytes go out first (abort drops
+                        if not req.transport.get_write_buffer_size():  # what is buffered)
+                            break
+                        await asyncio.sleep(0.005)
                     req.transport.abort()
                     return resp
                 await resp.write(piece)
