@@ -161,7 +161,8 @@ class HotPath:
         blocking field on an idle public connection. Same checks and answer as _hot_hit,
         without a Request object; counted and logged in bulk (fold_hot_counts, the access
         rows). False: not answered here (the parser and the general path take it)."""
-        e = self.hot_lookup(target, conn.client)
+        e = (self.hot.get(target) if self.tokens is None  # type: ignore[attr-defined]
+             else self.hot_lookup(target, conn.client))
         if e is None:
             return False
         now = self.clock()
@@ -170,7 +171,8 @@ class HotPath:
         if not e.hits:
             self.hot_touched.append(e)
         e.hits += 1
-        conn.transport.write(e.response(now))  # type: ignore[union-attr]
+        conn.transport.write(e.resp if now < e.resp_until  # type: ignore[union-attr]
+                             else e.response(now))
         if e.items is not None:
             self._hot_files(conn, target, e, 0, 0, 0, now, t0)
             return True

@@ -6,12 +6,14 @@ anything else must still get the general path's answer."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import httptools
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from edge.server.protocol import HOT_BLOCKERS, PLAIN_GET
+from edge.config import HttpLimits
+from edge.server.protocol import HOT_BLOCKERS, PLAIN_GET, HttpConnection
 from tests.edge.server.test_hot_path import BODY, CC, _warm_hot
 
 
@@ -107,6 +109,75 @@ def test_the_read_recognizer_takes_plain_gets_and_nothing_else():
     assert [d for d in other if PLAIN_GET(d)] == []
 
 
+def _connection() -> HttpConnection:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return HttpConnection(SimpleNamespace(limits=HttpLimits()))  # type: ignore[arg-type]
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _plain(data: bytes) -> str | None:
+    m = PLAIN_GET(data)
+    return None if m is None else m[1].decode("latin-1")
+
+
+LINES = st.builds(lambda m, t, v: f"{m} {t} {v}\r\n".encode("latin-1", "replace"),
+                  _mostly("GET", "get", "HEAD", "GET "),
+                  st.one_of(TARGETS, st.text("/a?#%\x00\x01\t\x7f\u00e9", max_size=6).map(
+                      lambda t: "/" + t)),
+                  _mostly("HTTP/1.1", "HTTP/1.0", "HTTP/1.1 "))
+BLOCKS = st.lists(st.tuples(NAMES, _mostly(": ", ":"), VALUES), max_size=3).map(
+    lambda fs: "".join(f"{n}{s}{v}\r\n" for n, s, v in fs).encode("latin-1", "replace"))
+GOOD_BLOCKS = st.lists(st.tuples(st.sampled_from(["User-Agent", "accept", "X-A"]), PRINTABLE),
+                       max_size=3).map(lambda fs: "".join(f"{n}: {v}\r\n" for n, v in fs).encode())
+
+
+@settings(max_examples=500, deadline=None)
+@given(first=_mostly(b"GET /a HTTP/1.1\r\n", b"GET /a HTTP/1.0\r\n"),
+       block=st.one_of(GOOD_BLOCKS, GOOD_BLOCKS, BLOCKS),
+       host=_mostly("Host: h\r\n", "Host: a b\r\n", ""),
+       later=st.lists(st.tuples(LINES, _mostly("same", "other", "cut", "more", "swap",
+                                               "prefix")), min_size=1, max_size=4),
+       other=BLOCKS)
+@example(first=b"GET /a HTTP/1.1\r\n", block=b"", host="Host: h\r\n", other=b"",
+         later=[(b"GET /\xe9 HTTP/1.1\r\n", "same"), (b"GET /\x7f HTTP/1.1\r\n", "same")])
+def test_a_connection_recognizes_exactly_what_plain_get_does(first, block, host, later, other):
+    """plain_target remembers the header block of the connection's last plain GET and then
+    only reads the request line when the block comes again: it must still take exactly what
+    PLAIN_GET takes, with the same target, whatever came before on the connection."""
+    conn = _connection()
+    fields = block + host.encode() + b"\r\n"
+    seen = [first + fields]
+    for line, how in later:
+        tail = {"same": fields, "other": other + b"Host: h\r\n\r\n", "cut": fields[:-1],
+                "more": fields + b"GET / HTTP/1.1\r\n\r\n",
+                "swap": fields.replace(b"Host", b"Etag"),  # same length, no Host
+                "prefix": b"Range: bytes=0-1\r\n" + fields}[how]
+        seen.append(line + tail)
+    for data in seen:
+        assert conn.plain_target(data) == _plain(data), data
+
+
+def test_the_remembered_block_takes_only_well_formed_request_lines():
+    conn = _connection()
+    block = b"Host: h\r\nUser-Agent: player\r\n\r\n"
+    assert conn.plain_target(b"GET /a.ts HTTP/1.1\r\n" + block) == "/a.ts"
+    assert conn.plain_fields == block
+    for line, want in [(b"GET /b.ts?x=1 HTTP/1.1\r\n", "/b.ts?x=1"),
+                       (b"GET /b\x01.ts HTTP/1.1\r\n", None),  # a control byte
+                       (b"GET /b\x7f.ts HTTP/1.1\r\n", None), (b"GET /\xe9 HTTP/1.1\r\n", None),
+                       (b"GET  /b.ts HTTP/1.1\r\n", None), (b"GET b.ts HTTP/1.1\r\n", None),
+                       (b"GET /b.ts HTTP/1.0\r\n", None), (b"POST /b.ts HTTP/1.1\r\n", None),
+                       (b"GET /b.ts HTTP/1.1\n", None), (b"GET /b.ts\tx HTTP/1.1\r\n", None)]:
+        assert conn.plain_target(line + block) == want, line
+        assert want == _plain(line + block)
+    assert conn.plain_target(b"GET /a.ts HTTP/1.1\r\n" + block[:-2]) is None  # unfinished
+    assert conn.plain_fields == block
+
+
 async def _answer(port: int, *parts: bytes) -> bytes:
     """Send parts (pausing between them) on one connection; read until it goes quiet."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -142,6 +213,11 @@ async def test_only_whole_plain_gets_are_answered_from_the_read(origin, make_edg
 
     out = await _answer(port, get)
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(BODY) and direct == [True]
+    # the connection's later GETs with the same header block (read without PLAIN_GET), and
+    # one whose target has a control byte after them: the parser's 400
+    out = await _answer(port, get, get, b"GET /r.ts\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 2 and out.count(BODY) == 2
+    assert b"HTTP/1.1 400" in out.rsplit(BODY, 1)[1] and direct == [True] * 3
     # split over two reads, pipelined, a blocker in odd case, HTTP/1.0: the general path
     out = await _answer(port, get[:12], get[12:])
     assert out.startswith(b"HTTP/1.1 200") and b"edgecdn; hit" in out and out.endswith(BODY)
@@ -153,4 +229,4 @@ async def test_only_whole_plain_gets_are_answered_from_the_read(origin, make_edg
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(BODY)
     out = await _answer(port, b"get /r.ts HTTP/1.1\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400")
-    assert direct == [True]  # none of those came through the read's recognizer
+    assert direct == [True] * 3  # none of those came through the read's recognizer
