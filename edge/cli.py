@@ -29,6 +29,10 @@ def register(sub: Any) -> None:
     p.add_argument("--disk-cache", metavar="SIZE", help="disk tier, e.g. 20GiB")
     p.add_argument("--chunk-size", metavar="SIZE", help="storage chunk, default 2MiB")
     p.add_argument("--policy", choices=("lru", "popularity", "sieve", "s3fifo"))
+    p.add_argument("--scrub-rate", metavar="SIZE",
+                   help="per second: stored chunks re-read against their checksums, 0 = off")
+    p.add_argument("--scrub-interval", type=float, metavar="S",
+                   help="seconds from the start of one scrub pass to the next")
     p.add_argument("--workers", type=_workers_arg, metavar="N|auto",
                    help="worker processes on one port; auto: one per usable core")
     p.add_argument("--worker-slice-ms", type=float, metavar="MS",
@@ -66,7 +70,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                    "tls_server_name": args.origin_tls_server_name},
         "cache": {"dir": args.cache_dir, "memory": args.memory_cache, "disk": args.disk_cache,
                   "chunk_size": args.chunk_size, "policy": args.policy,
-                  "fsync": False if args.no_fsync else None},
+                  "fsync": False if args.no_fsync else None, "scrub_rate": args.scrub_rate,
+                  "scrub_interval": args.scrub_interval},
         "tokens": {"secrets": secrets, "required": True if secrets else None},
         "log": {"access": args.access_log},
     }

@@ -64,6 +64,8 @@ class CacheConfig:
     chunk_size: int = 2 * 1024**2
     policy: str = "popularity"
     fsync: bool = True
+    scrub_rate: int = 8 * 1024**2  # bytes/s re-read against chunk checksums (0: no scrub)
+    scrub_interval: float = 86400.0  # s between the starts of two scrub passes
 
 
 @dataclass(slots=True)
@@ -240,6 +242,8 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         chunk_size=chunk,
         policy=policy,
         fsync=_bool(doc, "cache", "fsync", True),
+        scrub_rate=_size(doc, "cache", "scrub_rate", 8 * 1024**2),
+        scrub_interval=_num(doc, "cache", "scrub_interval", 86400.0, lo=0.1),
     )
     http = HttpLimits(
         max_header_bytes=int(_num(doc, "http", "max_header_bytes", 16384, lo=1024)),

@@ -61,7 +61,9 @@ class EdgeNode:
         disk = cfg.cache.disk_bytes // self.workers
         memory = cfg.cache.memory_bytes // self.workers
         self.store = Store(
-            StoreConfig(cfg.cache.dir, disk, memory, cfg.cache.chunk_size, cfg.cache.fsync, owns),
+            StoreConfig(cfg.cache.dir, disk, memory, cfg.cache.chunk_size, cfg.cache.fsync, owns,
+                        scrub_rate=cfg.cache.scrub_rate // self.workers,  # each its own chunks
+                        scrub_interval=cfg.cache.scrub_interval),
             make_policy(cfg.cache.policy, disk),
             make_policy("lru", memory),
         )

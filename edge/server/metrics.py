@@ -32,6 +32,11 @@ class EdgeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r)
         self.evictions = Counter("edgecdn_evictions", "Chunks evicted", ["tier"], registry=r)
+        self.corrupt = Counter("edgecdn_corrupt_chunks",
+                               "Chunks that failed their checksum (their objects were dropped)",
+                               registry=r)
+        self.scrubbed = Counter("edgecdn_scrubbed_bytes",
+                                "Chunk bytes re-read against their checksums", registry=r)
         self.tier_used = Gauge("edgecdn_tier_used_bytes", "Bytes held per tier", ["tier"],
                                registry=r, multiprocess_mode="livesum")
         self.tier_capacity = Gauge("edgecdn_tier_capacity_bytes", "Capacity per tier", ["tier"],
@@ -70,6 +75,10 @@ class EdgeMetrics:
             d = self._delta(f"ev:{tier}", int(counters.get(name, 0)))
             if d:
                 self.evictions.labels(tier).inc(d)
+        for name, metric in (("corrupt_chunks", self.corrupt), ("scrubbed_bytes", self.scrubbed)):
+            d = self._delta(name, int(counters.get(name, 0)))
+            if d:
+                metric.inc(d)
         for tier, usage in store.stats().items():
             self.tier_used.labels(tier).set(usage.used_bytes)
             self.tier_capacity.labels(tier).set(usage.capacity_bytes)

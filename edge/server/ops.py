@@ -68,6 +68,7 @@ class Ops:
             self.egress_bps = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
         self.flush_log()
         self.app.fds.sweep(now)
+        self.store.scrub_due(now)
         self.app.flush_hot_hits()
         self.metrics.sync(self.app, self.flights, self.store)
         if self.app.remote_hits:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from edge.store.integrity import read_chunk
 from edge.store.meta import ObjectMeta
 
 
@@ -23,14 +24,11 @@ class ChunkRef:
         return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
     def read(self) -> bytes:
-        """The chunk's bytes (memory tier, else one read of the file); blocking."""
+        """The chunk's bytes (memory tier, else one checked read of the file: ChunkCorrupt
+        when they do not match its checksum); blocking."""
         if self.data is not None:
             return self.data
-        with open(self.path, "rb") as f:
-            data = f.read()
-        if len(data) != self.length:
-            raise OSError(f"chunk {self.path} has {len(data)} bytes, expected {self.length}")
-        return data
+        return read_chunk(self.path, self.length)
 
 
 @dataclass(slots=True, eq=False)

@@ -16,6 +16,7 @@ Rules this file keeps:
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from edge.store.fsio import (
     replace_into,
     unlink_quiet,
 )
+from edge.store.integrity import ChunkCorrupt, read_chunk, stamp
 from edge.store.janitor import Janitor
 from edge.store.journal import POLL_INTERVAL, Journal
 from edge.store.layout import META_NAME, Layout, parse_chunk_name
@@ -67,6 +69,8 @@ class StoreConfig:
     loader_batch: int = 100  # loader: objects between pauses (like nginx loader_files)
     loader_sleep: float = 0.0  # loader: pause between batches (like nginx loader_sleep)
     promote_after: int = 2  # disk hits before a chunk is copied into the memory tier
+    scrub_rate: int = 0  # bytes/s of chunks re-read to check their checksums (0: never)
+    scrub_interval: float = 86400.0  # s from the start of one scrub pass to the next
     fault_hook: FaultHook | None = None  # hook(op, path) before disk ops; raise OSError to test
 
     def __post_init__(self) -> None:
@@ -89,7 +93,8 @@ class Store:
         self.rebuilt = threading.Event()
         self.counters = dict.fromkeys(
             ("evictions", "evicted_bytes", "memory_evictions", "promotions", "disk_full_events",
-             "commits", "aborted_commits"), 0)
+             "commits", "aborted_commits", "unchecked_chunks", "corrupt_chunks", "scrubbed_bytes",
+             "scrub_passes"), 0)
         self._cs = cfg.chunk_size
         self._owns = cfg.owns
         self._disk_policy = disk_policy  # hot-path shortcuts
@@ -108,6 +113,10 @@ class Store:
         self._changes = 0  # bumped by poll_changes and purge: anything read or begun before
         # a bump is suspect (a disk read, a stream being stored)
         self._janitor = Janitor()
+        self._scrub_todo: collections.deque[tuple[str, str, int]] = collections.deque()
+        self._scrub_began: float | None = None  # the current pass's start (monotonic)
+        self._scrub_next = 0.0
+        self._scrubbing = False
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -303,6 +312,8 @@ class Store:
         """A complete temp chunk made durable (fsync when configured) and renamed into place:
         whole or not at all under its final name."""
         hook = self.cfg.fault_hook
+        if not stamp(w._fd, w.crc):  # before fsync and rename: as durable as the bytes
+            self.counters["unchecked_chunks"] += 1
         if self.cfg.fsync:
             if hook:
                 hook("fsync", w.tmp_path)
@@ -668,12 +679,63 @@ class Store:
             return
         try:
             data = ref.read()
+        except ChunkCorrupt:
+            self._corrupt(meta.key, ref.path)
+            return
         except OSError:
             return
         with self._lock:
             if self._objs.get(meta.key) is e and index in e.chunks:
                 self._mem_put_locked(e, index, chunk_key(meta.key, index), ref.path, data)
                 self.counters["promotions"] += 1
+
+    # -- integrity ----------------------------------------------------------------------------
+    def scrub_due(self, now: float) -> None:
+        """Housekeeping, once a second: hand the janitor the next second's share of the scrub
+        (cfg.scrub_rate bytes of this process's chunks) when a pass is running or due."""
+        if (self.cfg.scrub_rate <= 0 or self._scrubbing or now < self._scrub_next
+                or self.rebuilding):
+            return
+        self._scrubbing = True
+        self._janitor.submit(self._scrub_step, now)
+
+    def _scrub_step(self, now: float) -> None:
+        """Re-read up to scrub_rate bytes of chunks against their checksums (janitor thread).
+        A pass walks the chunks indexed when it began; one that is gone or replaced since is
+        skipped, one that fails takes its object with it (_corrupt)."""
+        try:
+            if self._scrub_began is None:
+                self._scrub_began = now
+                with self._lock:
+                    self._scrub_todo.extend(
+                        (key, ref.path, ref.length) for key, e in self._objs.items()
+                        for i, ref in e.chunks.items() if self._owned(chunk_key(key, i)))
+            budget = self.cfg.scrub_rate
+            todo = self._scrub_todo
+            while todo and budget > 0 and not self._closing:
+                key, path, length = todo.popleft()
+                try:
+                    read_chunk(path, length)
+                except ChunkCorrupt:
+                    self._corrupt(key, path)
+                except OSError:  # evicted, purged or replaced since the pass began
+                    continue
+                budget -= length
+                self.counters["scrubbed_bytes"] += length
+            if not todo:
+                self.counters["scrub_passes"] += 1
+                self._scrub_next = self._scrub_began + self.cfg.scrub_interval
+                self._scrub_began = None
+        finally:
+            self._scrubbing = False
+
+    def _corrupt(self, key: str, path: str) -> None:
+        """A chunk failed its checksum: its whole object goes (on every worker, through the
+        journal, and out of the hot answers, whose meta it was) and the next request fetches
+        it again."""
+        log.warning("chunk %s of %r does not match its checksum: object removed", path, key)
+        self.counters["corrupt_chunks"] += 1
+        self._hard_remove(key)
 
     def _note_disk_full(self) -> None:
         if not self._disk_full:

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from edge.store.fsio import DiskFull, is_disk_full, unlink_quiet, write_all
+from edge.store.integrity import crc
 from edge.store.meta import ObjectMeta
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class ChunkWriter:
         self.index = index
         self.length = length
         self.written = 0
+        self.crc = 0  # of the bytes written so far (edge.store.integrity)
         self.state = _OPEN
         self._store = store
         self._released = False
@@ -66,6 +68,7 @@ class ChunkWriter:
                 raise DiskFull(e.errno, f"disk full writing chunk: {e.strerror}") from e
             raise
         self.written += n
+        self.crc = crc(data, self.crc)
         if self._keep is not None:
             self._keep.append(bytes(data))
 

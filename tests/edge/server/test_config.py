@@ -34,7 +34,8 @@ def test_flags_override_the_file():
     a = _args("--config", str(EXAMPLE), "--listen", "0.0.0.0:9000", "--origin",
               "http://o.example:8080/base/", "--cache-dir", "/tmp/c", "--memory-cache", "1GiB",
               "--disk-cache", "2GiB", "--chunk-size", "1MiB", "--policy", "lru", "--workers",
-              "3", "--token-secret", "k1=abc", "--token-secret", "k2=def", "--name", "x")
+              "3", "--token-secret", "k1=abc", "--token-secret", "k2=def", "--name", "x",
+              "--scrub-rate", "0")
     cfg = load_config(a.config, overrides(a))
     assert cfg.node.listen == ("0.0.0.0", 9000) and cfg.node.workers == 3
     assert cfg.origin.kind == "http" and cfg.origin.bucket == "http://o.example:8080"
@@ -42,14 +43,19 @@ def test_flags_override_the_file():
     assert cfg.cache.memory_bytes == 1024**3 and cfg.cache.chunk_size == 1024**2
     assert cfg.cache.policy == "lru" and cfg.node.name == "x"
     assert cfg.tokens.required and cfg.tokens.secrets == {"k1": b"abc", "k2": b"def"}
+    assert cfg.cache.scrub_rate == 0  # the scrub off
     # the file's values survive where no flag is given
     assert cfg.node.site == "lon" and cfg.cache.fsync is True
+    assert cfg.cache.scrub_interval == 86400
+    assert load_config(EXAMPLE).cache.scrub_rate == 8 * 1024**2
 
 
 @pytest.mark.parametrize("doc,key", [
     ({"cache": {"disk": "lots"}}, "cache.disk"),
     ({"cache": {"chunk_size": "1KiB"}}, "cache.chunk_size"),
     ({"cache": {"policy": "fifo"}}, "cache.policy"),
+    ({"cache": {"scrub_rate": "fast"}}, "cache.scrub_rate"),
+    ({"cache": {"scrub_interval": 0}}, "cache.scrub_interval"),
     ({"edge": {"listen": "nohost"}}, "edge.listen"),
     ({"edge": {"workers": 0}}, "edge.workers"),
     ({"origin": {"url": "ftp://x"}}, "origin.url"),
