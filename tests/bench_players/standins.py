@@ -164,6 +164,8 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()  # its epoll, eventfds and pipes
 
 
 def main() -> None:

@@ -64,6 +64,16 @@ def start_site(loop: asyncio.AbstractEventLoop, app: web.Application,
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
+def run_then_close(loop: asyncio.AbstractEventLoop) -> None:
+    """Run a test server's loop until stopped, then close it: its epoll, eventfds and pipes
+    (about 6 fds per server a test started) go with it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
 class OriginServer:
     """An HTTP origin on its own thread and loop. ``objects`` maps path -> Obj; every request
     is recorded; ``fail`` makes every answer that status; ``down`` stops answering at all
@@ -106,7 +116,7 @@ class OriginServer:
         self.runner, self.port = start_site(self.loop, self.app(), self.ssl_context())
         self._release = asyncio.Event()
         self._ready.set()
-        self.loop.run_forever()
+        run_then_close(self.loop)
 
     def stop(self) -> None:
         async def _stop() -> None:
@@ -247,9 +257,10 @@ class EdgeThread:
         except BaseException as e:  # surfaced to the test
             self.error = e
             self._ready.set()
+            self.loop.close()
             return
         self._ready.set()
-        self.loop.run_forever()
+        run_then_close(self.loop)
 
     @property
     def url(self) -> str:

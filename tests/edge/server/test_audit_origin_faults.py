@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.edge.server.conftest import CHUNK, OriginServer, Resp, fetch, payload
+from tests.edge.server.conftest import CHUNK, OriginServer, Resp, fetch, payload, run_then_close
 
 LM1 = "Tue, 01 Sep 2026 10:00:00 GMT"
 LM2 = "Wed, 02 Sep 2026 10:00:00 GMT"
@@ -76,7 +76,7 @@ class RawOrigin:
 
         self.loop.run_until_complete(start())
         self._ready.set()
-        self.loop.run_forever()
+        run_then_close(self.loop)
 
     async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         assert self._stop is not None

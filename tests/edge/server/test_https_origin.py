@@ -32,6 +32,7 @@ from tests.edge.server.conftest import (
     OriginServer,
     fetch,
     payload,
+    run_then_close,
     start_site,
 )
 
@@ -364,7 +365,7 @@ class TlsS3Front:
         ctx.load_cert_chain(*self.cert)
         self.runner, self.port = start_site(self.loop, app, ctx)
         self._ready.set()
-        self.loop.run_forever()
+        run_then_close(self.loop)
 
     def __enter__(self) -> TlsS3Front:
         return self
