@@ -58,6 +58,7 @@ _FIELD = rb"(?!(?i:" + _BLOCKER_NAMES + rb"):)[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -
 # RFC 9112 §3.2 / RFC 3986 §3.2.2: host [":" port], an IP literal or a reg-name
 _HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
 HOST_VALUE = re.compile(_HOST).fullmatch
+PLAIN_FIELDS_MAX = 2048  # the longest header block a connection remembers (plain_target)
 PLAIN_GET = re.compile(
     rb"GET (/[!-~]*) HTTP/1\.1\r\n(?:" + _FIELD + rb")*(?i:host):[\t ]*" + _HOST
     + rb"[\t ]*\r\n(?:" + _FIELD + rb")*\r\n"
@@ -269,7 +270,10 @@ class HttpConnection(asyncio.Protocol):
         m = PLAIN_GET(data)
         if m is None:
             return None
-        self.plain_fields = data[m.end(1) + 11:]  # after " HTTP/1.1\r\n"
+        fields = data[m.end(1) + 11:]  # after " HTTP/1.1\r\n"
+        # held while the connection lives: a player's block is a few hundred bytes; a huge
+        # one (up to max_head) is read by PLAIN_GET each time instead of kept per connection
+        self.plain_fields = fields if len(fields) <= PLAIN_FIELDS_MAX else b""
         return m[1].decode("latin-1")
 
     def eof_received(self) -> bool | None:

@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge.config import HttpLimits
-from edge.server.protocol import HOT_BLOCKERS, PLAIN_GET, HttpConnection
+from edge.server.protocol import HOT_BLOCKERS, PLAIN_FIELDS_MAX, PLAIN_GET, HttpConnection
 from tests.edge.server.test_hot_path import BODY, CC, _warm_hot
 
 
@@ -176,6 +176,11 @@ def test_the_remembered_block_takes_only_well_formed_request_lines():
         assert want == _plain(line + block)
     assert conn.plain_target(b"GET /a.ts HTTP/1.1\r\n" + block[:-2]) is None  # unfinished
     assert conn.plain_fields == block
+    # a huge block is taken but not remembered (it would be held as long as the connection)
+    huge = b"X-Pad: " + b"p" * PLAIN_FIELDS_MAX + b"\r\n" + block
+    assert conn.plain_target(b"GET /c.ts HTTP/1.1\r\n" + huge) == "/c.ts"
+    assert conn.plain_fields == b""
+    assert conn.plain_target(b"GET /d.ts HTTP/1.1\r\n" + huge) == "/d.ts"
 
 
 async def _answer(port: int, *parts: bytes) -> bytes:
