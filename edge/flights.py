@@ -53,8 +53,8 @@ _NOT_FORWARDED = frozenset({
     PEER_HEADER,
 })
 # response headers that describe one message, not the stored object
-_NOT_STORED = frozenset({
-    "content-length", "content-range", "age", "cache-status", "date-received", "accept-ranges",
+_NOT_STORED = frozenset({  # (Age is kept: RFC 9111 §4.2.3 counts it into the copy's age)
+    "content-length", "content-range", "cache-status", "date-received", "accept-ranges",
     META_HEADER, STREAM_HEADER,
 })
 
@@ -534,6 +534,15 @@ class Flights:
                     continue
                 merged = merge_not_modified(stored_of(stale), strip_hop_by_hop(rh), t_req, t_resp)
                 merged.headers = {k: v for k, v in merged.headers.items() if k not in _NOT_STORED}
+                if not storable("GET", 200, req, merged.headers):
+                    # the refreshed response may not be shared any more (private, no-store, a
+                    # Set-Cookie): the stored copy goes, and this client's answer is fetched
+                    # whole and relayed, not stored
+                    await asyncio.to_thread(self.store.remove_object, stale.key)
+                    stale = None
+                    fwd = {k: v for k, v in fwd.items() if k not in _NOT_FORWARDED}
+                    attempt = 0
+                    continue
                 meta = stale.with_stored(merged)
                 if via_peer:
                     return HeadResult(HeadKind.NOT_MODIFIED, meta=meta)

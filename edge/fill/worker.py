@@ -47,8 +47,8 @@ from edge.store.meta import ObjectMeta
 log = logging.getLogger(__name__)
 
 # response headers that describe one message, not the stored object (as the edge's flights)
-NOT_STORED = frozenset({"content-length", "content-range", "age", "cache-status",
-                        "accept-ranges", "x-edgecdn-meta"})
+NOT_STORED = frozenset({"content-length", "content-range", "cache-status", "accept-ranges",
+                        "x-edgecdn-meta"})  # (a peer's Age is kept: the copy is that old)
 NOT_HELD = frozenset({403, 404, 410, 416, 504})  # a peer that answers these lacks the object
 MAX_PEERS = 3
 FILL_SHARE = 0.95  # of the disk tier that manifest objects may take
