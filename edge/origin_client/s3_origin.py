@@ -16,6 +16,9 @@ from edge.origin_client.base import AiohttpFetcher, Headers, OriginError, Origin
 from edge.origin_client.s3client import s3_client
 
 URL_TTL = 600
+# request fields S3's GetObject evaluates itself (If-Range it does not: see fetch)
+FORWARDED = frozenset({"range", "if-none-match", "if-modified-since", "if-match",
+                       "if-unmodified-since"})
 
 
 class S3Origin:
@@ -59,23 +62,41 @@ class S3Origin:
 
     async def fetch(self, method: str, path: str, query: str, headers: Headers,
                     body: bytes | None = None) -> OriginResponse:
-        """``query`` is ignored: an S3 object does not vary by query string."""
-        h = {k: v for k, v in headers.items()
-             if k in ("range", "if-none-match", "if-modified-since", "if-match")}
+        """``query`` is ignored: an S3 object does not vary by query string.
+
+        S3 ignores If-Range (RFC 9110 §13.1.5), so a client resuming a download could be sent
+        a range of a changed object. A strong entity-tag is asked as If-Match on the ranged
+        GET, and a 412 (changed) gets the whole object; a date or a weak tag gets the whole
+        object at once (always right, if not always the least data)."""
+        if not self.object_key(path):  # "/" with no prefix: no object has the empty key
+            return OriginResponse(404, {"content-type": "text/plain", "content-length": "0"})
+        h = {k: v for k, v in headers.items() if k in FORWARDED}
+        tag = headers.get("if-range")
+        if tag is not None and "range" in h:
+            if tag.startswith('"') and "if-match" not in h:
+                resp = await self._get(method, path, {**h, "if-match": tag})
+                if resp.status != 412:
+                    return resp
+                resp.release()
+            del h["range"]
+        return await self._get(method, path, h)
+
+    async def _get(self, method: str, path: str, h: Headers) -> OriginResponse:
         try:
             url = self.presign(method, path)
         except (BotoCoreError, ClientError, ValueError) as e:  # no credentials, bad config
             raise OriginError("unreachable", f"cannot sign the S3 request: {type(e).__name__}") \
                 from e
         resp = await self.fetcher.request(method, url, h, None)
-        resp.headers = self._clean(resp.headers)
+        resp.headers = self._clean(resp.headers, resp.status)
         return resp
 
-    def _clean(self, headers: Headers) -> Headers:
+    def _clean(self, headers: Headers, status: int) -> Headers:
         out = {k: v for k, v in headers.items()
                if not k.startswith("x-amz-") and k not in ("server",)}
         ttl = self.cfg.default_ttl
-        if ttl > 0 and "cache-control" not in out and "expires" not in out:
+        # not on a 304: it would replace the stored object's own Cache-Control (§4.3.4)
+        if ttl > 0 and status != 304 and "cache-control" not in out and "expires" not in out:
             cc = f"max-age={int(ttl)}"
             if self.cfg.stale_if_error > 0:
                 cc += f", stale-if-error={int(self.cfg.stale_if_error)}"
