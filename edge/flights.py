@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.http.cachekey import vary_fields, vary_values
+from edge.http.cachestatus import upstream_members
 from edge.http.model import StoredResponse
 from edge.http.revalidate import conditional_headers, merge_not_modified, not_modified_applies
 from edge.http.storage import headers_to_store, storable, strip_hop_by_hop
@@ -57,6 +58,16 @@ _NOT_STORED = frozenset({  # (Age is kept: RFC 9111 §4.2.3 counts it into the c
     "content-length", "content-range", "cache-status", "date-received", "accept-ranges",
     META_HEADER, STREAM_HEADER,
 })
+
+
+def _to_store(headers: Headers) -> Headers:
+    """A response's fields as stored: without those describing one message, and with only
+    the upstream caches' Cache-Status members (RFC 9211 §2: replayed before this edge's)."""
+    out = {k: v for k, v in headers.items() if k not in _NOT_STORED}
+    up = upstream_members(headers.get("cache-status"))
+    if up:
+        out["cache-status"] = up
+    return out
 
 
 class FlightFailed(Exception):
@@ -533,7 +544,7 @@ class Flights:
                     attempt = 0
                     continue
                 merged = merge_not_modified(stored_of(stale), strip_hop_by_hop(rh), t_req, t_resp)
-                merged.headers = {k: v for k, v in merged.headers.items() if k not in _NOT_STORED}
+                merged.headers = _to_store(merged.headers)
                 if not storable("GET", 200, req, merged.headers):
                     # the refreshed response may not be shared any more (private, no-store, a
                     # Set-Cookie): the stored copy goes, and this client's answer is fetched
@@ -612,8 +623,7 @@ class Flights:
                 resp.close()
                 return HeadResult(HeadKind.PASS, reason="peer sent a bad meta")
         else:
-            headers = {k: v for k, v in headers_to_store(rh, t_resp).items()
-                       if k not in _NOT_STORED}
+            headers = _to_store(headers_to_store(rh, t_resp))
             fields = vary_fields(headers)
             if fields is None or not storable("GET", 200, req, headers):
                 return self._pass(resp, "not storable")

@@ -65,3 +65,32 @@ def cache_status(
 def append_cache_status(existing: str | None, member: str) -> str:
     """Add this cache's member after the upstream ones (§2: ordered origin to client)."""
     return f"{existing}, {member}" if existing else member
+
+
+UPSTREAM_MAX = 512  # characters of received Cache-Status kept (a header must stay small)
+
+
+def upstream_members(value: str | None, own: str = "edgecdn") -> str | None:
+    """The members of a received Cache-Status that this cache's answer keeps in front of its
+    own (§2: a cache SHOULD preserve them): all but those named ``own``, which describe hops
+    inside the edge tier (a sibling worker, a peer edge). None when nothing is left, or when
+    the value is too long or not printable ASCII (a header must never fail)."""
+    if not value or len(value) > UPSTREAM_MAX or not value.isascii() or not value.isprintable():
+        return None
+    members, cur, quoted, escaped = [], [], False, False
+    for c in value:  # split at commas outside sf-strings
+        if escaped:
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == "," and not quoted:
+            members.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(c)
+    members.append("".join(cur).strip())
+    keep = [m for m in members if m and m.split(";", 1)[0].strip().strip('"') != own]
+    return ", ".join(keep) or None
+

@@ -31,7 +31,7 @@ from edge.flights import (
 )
 from edge.http.cachecontrol import parse_cache_control
 from edge.http.cachekey import object_key, vary_matches
-from edge.http.cachestatus import cache_status
+from edge.http.cachestatus import append_cache_status, cache_status, upstream_members
 from edge.http.conditional import Precondition, evaluate_preconditions, if_range_ok
 from edge.http.dates import format_http_date, parse_http_date
 from edge.http.freshness import (
@@ -92,7 +92,7 @@ class MetaView:
     """Per-meta things computed once: the stored header block, lifetime, Last-Modified."""
 
     __slots__ = ("meta", "block", "lifetime", "lm", "ctype", "date", "age_at", "rt",
-                 "plain_fresh", "cs", "owned")
+                 "plain_fresh", "cs", "owned", "upstream")
 
     def __init__(self, meta: ObjectMeta) -> None:
         self.meta = meta
@@ -111,6 +111,7 @@ class MetaView:
         self.plain_fresh = not (meta.soft_purged or cc.no_cache)
         self.cs: tuple[int, str] = (-1, "")
         self.owned: dict[int, bool] | None = None
+        self.upstream = meta.headers.get("cache-status")  # upstream caches' members, stored
 
     def hit_status(self, ttl: float) -> str:
         t = int(ttl // 1)
@@ -582,7 +583,7 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         if crange is not None:
             parts.append(f"content-range: {crange}\r\n".encode())
         parts.append(b"accept-ranges: bytes\r\nage: %d\r\n" % int(age))
-        parts.append(f"cache-status: {cs}\r\n".encode())
+        parts.append(f"cache-status: {append_cache_status(view.upstream, cs)}\r\n".encode())
         if peer:
             parts.append(f"{META_HEADER}: {meta_header_value(meta)}\r\n".encode("latin-1", "replace"))
         self._end_head(conn, req, parts)
@@ -624,6 +625,7 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
                 parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
         if status not in NO_BODY_STATUS:
             parts.append(b"content-length: %d\r\n" % len(body))
+        cs = append_cache_status(upstream_members(headers.get("cache-status")), cs)
         parts.append(f"cache-status: {cs}\r\n".encode())
         self._end_head(conn, req, parts)
         conn.write_head(b"".join(parts))

@@ -60,7 +60,8 @@ class HotEntry:
     until ``fresh_until`` (the freshness rule lifetime > age, solved for the clock once)."""
 
     __slots__ = ("key", "meta", "view", "prefix", "body", "items", "npath", "chunks", "remote",
-                 "size", "length", "resp", "resp_until", "fresh_until", "hits", "logmid")
+                 "size", "length", "resp", "resp_until", "fresh_until", "hits", "logmid",
+                 "upstream")
 
     def __init__(self, key: str, meta: ObjectMeta, view: MetaView, prefix: bytes,
                  body: bytes | memoryview,
@@ -83,6 +84,8 @@ class HotEntry:
         self.fresh_until = view.rt + view.lifetime - view.age_at
         self.hits = 0  # since the last flush_hot_hits
         self.logmid = logmid  # the access-log fields that never change for this answer
+        # the upstream caches' Cache-Status members, in front of this edge's (RFC 9211 §2)
+        self.upstream = f"{view.upstream}, ".encode() if view.upstream else b""
 
     def response(self, now: float) -> bytes:
         """The full response at clock time now (rebuilt when a whole second changes)."""
@@ -93,7 +96,8 @@ class HotEntry:
         ttl = v.lifetime - age
         a = int(age)
         resp = self.resp = b"".join((self.prefix, b"age: %d\r\ncache-status: " % a,
-                                     v.hit_status(ttl).encode(), b"\r\n\r\n", self.body))
+                                     self.upstream, v.hit_status(ttl).encode(), b"\r\n\r\n",
+                                     self.body))
         if self.size:  # the body is kept once: as the tail of the prepared response
             self.body = memoryview(resp)[len(resp) - self.size:]
         # valid until Age reaches a + 1 or ttl its next whole second down, whichever is first

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from contracts.keys import BadPath, normalize_path
 from edge.flights import META_HEADER, PEER_HEADER, STREAM_HEADER, VIA
 from edge.http.cachekey import object_key
-from edge.http.cachestatus import cache_status
+from edge.http.cachestatus import append_cache_status, cache_status, upstream_members
 from edge.http.revalidate import also_invalidated, invalidates
 from edge.http.storage import strip_hop_by_hop
 from edge.origin_client.base import OriginError, OriginResponse
@@ -79,6 +79,7 @@ class PassThrough:
             for k, v in strip_hop_by_hop(resp.headers).items():
                 if k not in PASS_DROP:
                     parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+            cs = append_cache_status(upstream_members(resp.headers.get("cache-status")), cs)
             parts.append(f"cache-status: {cs}\r\n".encode())
             clen = resp.content_length
             no_body = req.method == "HEAD" or status in NO_BODY_STATUS or status < 200

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from edge.flights import META_HEADER, STREAM_HEADER
+from edge.http.cachestatus import append_cache_status
 from edge.http.conditional import Precondition, evaluate_preconditions
 from edge.http.dates import parse_http_date
 from edge.server.protocol import HttpConnection, Request, status_line
@@ -73,6 +74,7 @@ class StreamAnswers:
             if status == 200 and "content-type" in fh:
                 parts.append(f"content-type: {fh['content-type']}\r\n"
                              .encode("latin-1", "replace"))
+            cs = append_cache_status(fh.get("cache-status"), cs)  # (stored: upstream only)
             parts.append(f"age: 0\r\ncache-status: {cs}\r\n".encode())
             if peer:
                 parts.append(f"{STREAM_HEADER}: 1\r\n".encode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.http.cachestatus import append_cache_status, cache_status
+from edge.http.cachestatus import append_cache_status, cache_status, upstream_members
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,19 @@ def test_append_keeps_upstream_members_first() -> None:
     assert append_cache_status("origin-cache; hit", "edgecdn; fwd=miss") == (
         "origin-cache; hit, edgecdn; fwd=miss"
     )
+
+
+def test_upstream_members_keep_other_caches_and_drop_the_edge_tier():
+    assert upstream_members("shield; hit; ttl=30") == "shield; hit; ttl=30"
+    # a sibling worker's or peer edge's member describes a hop inside the edge tier
+    assert upstream_members("shield; fwd=miss, edgecdn; hit; ttl=3") == "shield; fwd=miss"
+    assert upstream_members("edgecdn; hit") is None
+    assert upstream_members('"edgecdn"; hit, a') == "a"
+    # commas inside sf-strings do not split members
+    assert upstream_members('"a, b"; detail="x, \\"y\\", z", edgecdn; hit, c; hit') == \
+        '"a, b"; detail="x, \\"y\\", z", c; hit'
+    # nothing that could break the header goes on
+    for bad in (None, "", "a\x01", "a\u00e9", "a" * 600, "a\r\nX-Injected: 1"):
+        assert upstream_members(bad) is None
+    assert append_cache_status(upstream_members("shield; hit"), "edgecdn; hit") == \
+        "shield; hit, edgecdn; hit"

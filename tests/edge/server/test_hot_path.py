@@ -468,6 +468,7 @@ class _View:
 
     def __init__(self, age_at: float, rt: float, lifetime: float) -> None:
         self.age_at, self.rt, self.lifetime = age_at, rt, lifetime
+        self.upstream = None  # no upstream Cache-Status member
 
     def hit_status(self, ttl: float) -> str:
         return cache_status(hit=True, ttl=ttl)
