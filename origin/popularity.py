@@ -40,10 +40,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.keys import normalize_path
 from contracts.logs import AccessRecord
 
 _LN2 = math.log(2.0)
 _MAX_EXP = 600.0  # rescale before 2**exp gets near float overflow (2**1023)
+MAX_AHEAD = 86400.0  # s a record's time may be past this machine's clock (skew, not years)
 COUNTED_STATUS = frozenset({200, 206, 304})
 COUNTED_METHODS = frozenset({"GET"})
 # peer-to-peer fill traffic is not audience demand (the edge logs it with this cache value)
@@ -167,12 +169,25 @@ class Popularity:
         return t
 
     def add(self, rec: AccessRecord, site: str = "", region: str = "") -> None:
-        self.add_fields(rec.ts, rec.method, rec.path, rec.status, rec.cache,
-                        rec.site or site, rec.region or region)
+        try:
+            self.add_fields(rec.ts, rec.method, rec.path, rec.status, rec.cache,
+                            rec.site or site, rec.region or region)
+        except ValueError:
+            self.lines += 1
+            self.bad_lines += 1
 
     def add_fields(self, ts: float, method: str, path: str, status: int, cache: str,
                    site: str, region: str) -> None:
-        """One access record, by its fields (the hot loop of the planner)."""
+        """One access record, by its fields (the hot loop of the planner). ValueError, and
+        nothing counted, for a record no edge writes: a time that is not finite or is more
+        than MAX_AHEAD past this clock (it would move the decay landmark and zero every
+        other count), a field that is not a string, a path that is not a request path. The
+        path is counted decoded (what the origin's keys are), without its query."""
+        if not (math.isfinite(ts) and ts <= time.time() + MAX_AHEAD):
+            raise ValueError("record time out of range")
+        if not (type(method) is type(path) is type(cache) is type(site) is type(region) is str):
+            raise ValueError("record field is not a string")
+        path = normalize_path(path.partition("?")[0])  # BadPath is a ValueError
         self.lines += 1
         if method not in COUNTED_METHODS or status not in COUNTED_STATUS or cache in IGNORED_CACHE:
             return
@@ -185,8 +200,6 @@ class Popularity:
             self._move_landmark(fleet.landmark)
         if not region:
             region = self.site_region.get(site, "")
-        if "?" in path:
-            path = path.partition("?")[0]
         fleet.add(path, w)
         if site:
             (self.sites.get(site) or self._table(self.sites, site)).add(path, w)
@@ -236,10 +249,7 @@ class Popularity:
         add = self.add_fields
         for d in docs:
             try:
-                path = d["path"]
-                if type(path) is not str:
-                    raise TypeError("path")
-                add(float(d["ts"]), d.get("method", "GET"), path, int(d["status"]),
+                add(float(d["ts"]), d.get("method", "GET"), d["path"], int(d["status"]),
                     d.get("cache", ""), d.get("site") or site, d.get("region") or region)
             except (TypeError, KeyError, ValueError, AttributeError):
                 self.lines += 1

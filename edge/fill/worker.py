@@ -58,6 +58,16 @@ class SourceMissing(Exception):
     """This source does not have the object (peer cache miss, origin 404)."""
 
 
+def _check_peer_copy(e: ManifestEntry, size: int, etag: str | None) -> None:
+    """A peer's copy is taken only if it is the version the manifest names: its size, and its
+    ETag when the manifest has one (else SourceMissing: the next source is asked). The origin
+    is the truth: what it holds now is filled even if it changed since the plan."""
+    if size != e.size:
+        raise SourceMissing(f"peer holds {size} bytes, the manifest {e.size}")
+    if e.etag is not None and (etag or "").removeprefix("W/").strip('"') != e.etag:
+        raise SourceMissing(f"peer holds ETag {etag}, the manifest {e.etag}")
+
+
 class SourceFailed(Exception):
     """This source failed mid-way (connection, short body, bad answer)."""
 
@@ -458,6 +468,8 @@ class FillWorker:
                 if resp.status in NOT_HELD or (src.kind == "origin" and resp.status == 404):
                     raise SourceMissing(f"HTTP {resp.status}")
                 start, size = _span(resp, rng)
+                if src.kind != "origin":
+                    _check_peer_copy(e, size, resp.headers.get("etag"))
                 got = _meta_from(key, size, resp, t_req, t_resp)
                 if meta is None:
                     await asyncio.to_thread(self.store.put_meta, got)
