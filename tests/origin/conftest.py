@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from edge.config import OriginConfig
+from edge.origin_client.s3_origin import S3Origin
 from origin.package import package, parse_ladder
+from tests.origin.standins import RecordingProxy
 
 TINY_LADDER = "240:400k,180:250k,144:150k"
 
@@ -33,3 +37,16 @@ def packaged_title(tmp_path_factory: pytest.TempPathFactory, source_clip: Path,
     package(source_clip, out, "T1", parse_ladder(TINY_LADDER), ffmpeg=ffmpeg,
             preset="ultrafast")
     return out
+
+
+@pytest.fixture
+async def origin(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[tuple[RecordingProxy, S3Origin]]:
+    """An S3 origin client whose every request goes through a recording proxy."""
+    proxy = RecordingProxy(s3_endpoint)
+    url = await proxy.start()
+    cfg = OriginConfig(url=f"s3://{s3_bucket}/pfx", kind="s3", bucket=s3_bucket, prefix="pfx",
+                       endpoint_url=url, region="us-east-1")
+    client = S3Origin(cfg)
+    yield proxy, client
+    await client.close()
+    await proxy.close()

@@ -19,9 +19,7 @@ import pytest
 from contracts.config import ConfigError
 from contracts.fleet import Edge, Site
 from contracts.manifest import Manifest, ManifestEntry, edge_manifest_key
-from edge.config import OriginConfig
 from edge.fill import FillConfig, FillWorker
-from edge.origin_client import S3Origin
 from edgecdn.cli import main
 from origin.plan import OriginObject, plan_site
 from origin.popularity import Popularity
@@ -35,18 +33,6 @@ MKEY = edge_manifest_key("manifests/", "lon", "lon-1")
 
 def _s3(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
-@pytest.fixture
-async def origin(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[tuple[RecordingProxy, S3Origin]]:
-    proxy = RecordingProxy(s3_endpoint)
-    url = await proxy.start()
-    cfg = OriginConfig(url=f"s3://{s3_bucket}/pfx", kind="s3", bucket=s3_bucket, prefix="pfx",
-                       endpoint_url=url, region="us-east-1")
-    client = S3Origin(cfg)
-    yield proxy, client
-    await client.close()
-    await proxy.close()
 
 
 @pytest.fixture

@@ -16,31 +16,17 @@ import pytest
 
 from contracts.keys import chunk_key
 from contracts.manifest import Manifest, ManifestEntry, edge_manifest_key
-from edge.config import OriginConfig
 from edge.fill import FillConfig, FillWorker
 from edge.fill.window import FillWindow
-from edge.origin_client import S3Origin
 from edge.policy import make_policy
 from edge.store import Store, StoreConfig
-from tests.origin.standins import PeerEdge, RecordingProxy
+from tests.origin.standins import PeerEdge
 
 CS = 256 * 1024  # store chunk size in these tests
 
 
 def _body(i: int, size: int) -> bytes:
     return (i.to_bytes(2, "big") + os.urandom(30)) * (size // 32) + b"\x47" * (size % 32)
-
-
-@pytest.fixture
-async def origin(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[tuple[RecordingProxy, S3Origin]]:
-    proxy = RecordingProxy(s3_endpoint)
-    url = await proxy.start()
-    cfg = OriginConfig(url=f"s3://{s3_bucket}/pfx", kind="s3", bucket=s3_bucket, prefix="pfx",
-                       endpoint_url=url, region="us-east-1")
-    client = S3Origin(cfg)
-    yield proxy, client
-    await client.close()
-    await proxy.close()
 
 
 def _store(d: Path) -> Store:

@@ -24,7 +24,8 @@ import pytest
 from aiohttp import web
 
 from bench.faultproxy import HOP, FaultProxy
-from tests.edge.server.conftest import CHUNK, Resp, fetch, payload, run_then_close, start_site
+from tests.edge.server.conftest import CHUNK, Resp, payload, run_then_close, start_site
+from tests.edge.server.test_audit_origin_faults import Outcome, attempt
 
 
 def _s3(endpoint: str) -> Any:
@@ -164,17 +165,6 @@ def s3edge(s3_endpoint: str, s3_bucket: str, s3proxy: S3Proxy, make_edge: Any) -
 
 
 # ---- client side -----------------------------------------------------------------------------
-Outcome = Resp | Exception
-
-
-async def attempt(session: aiohttp.ClientSession, url: str,
-                  headers: dict[str, str] | None = None, method: str = "GET") -> Outcome:
-    """The response, or the client-side error a cut body raised (15 s cap, never a hang)."""
-    try:
-        return await asyncio.wait_for(fetch(session, url, method, headers), 15)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError) as e:
-        return e
 
 
 def whole(r: Outcome, body: bytes) -> None:
