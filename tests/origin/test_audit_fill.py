@@ -13,9 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import boto3
 import pytest
 
+from bench.fill_measure import EdgeProcess
 from contracts.config import ConfigError
 from contracts.fleet import Edge, Site
 from contracts.manifest import Manifest, ManifestEntry, edge_manifest_key
@@ -681,20 +683,25 @@ async def edge_origin(s3_endpoint: str) -> AsyncIterator[RecordingProxy]:
     await proxy.close()
 
 
+def _one_object_fill(s3_endpoint: str, s3_bucket: str, size: int,
+                     cut: tuple[RecordingProxy, int] | None = None) -> tuple[bytes, str, int]:
+    """One object of size in S3 and a manifest naming it (its body cut after cut[1] bytes
+    by the proxy cut[0]); the object's bytes, its path and a free port for the edge."""
+    objects = _put_objects(s3_endpoint, s3_bucket, [size])
+    (p0,) = objects
+    if cut is not None:
+        cut[0].cut["pfx" + p0] = cut[1]
+    _put_manifest_doc(s3_endpoint, s3_bucket, _manifest(_entries(objects)).to_json())
+    return objects[p0], p0, free_port()
+
+
 @pytest.mark.xfail(strict=True, reason="BUG: a fill and client misses of the same object each "
                    "fetch the chunks from the origin (the fill neither joins nor yields to "
                    "the edge's flights): chunks are fetched twice")
 async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_per_chunk(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
-    import aiohttp
-
-    from bench.fill_measure import EdgeProcess
-
     proxy = edge_origin
-    objects = _put_objects(s3_endpoint, s3_bucket, [24 * CS + 7])
-    (p0,) = objects
-    _put_manifest_doc(s3_endpoint, s3_bucket, _manifest(_entries(objects)).to_json())
-    port = free_port()
+    body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, 24 * CS + 7)
     url = f"http://127.0.0.1:{port}"
     edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "2MiB"))
     try:
@@ -708,11 +715,11 @@ async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_pe
                     return await r.read()
 
             bodies = await asyncio.wait_for(asyncio.gather(*(get() for _ in range(4))), 30)
-            assert all(b == objects[p0] for b in bodies)
+            assert all(b == body for b in bodies)
             st = await _wait_fill(http, url, lambda st: st.get("state") == "complete")
             assert st["errors"] == 0, st
-            assert await get() == objects[p0]
-        cov = _coverage(proxy.gets(p0), len(objects[p0]))
+            assert await get() == body
+        cov = _coverage(proxy.gets(p0), len(body))
         # the fill's whole-object GET keeps streaming while the clients' flight fetches the
         # same chunks again with per-chunk Range requests
         assert max(cov) == 1, (cov, [g.range for g in proxy.gets(p0)])
@@ -722,16 +729,9 @@ async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_pe
 
 async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
-    import aiohttp
-
-    from bench.fill_measure import EdgeProcess
-
     proxy = edge_origin
     size = 24 * CS + 7
-    objects = _put_objects(s3_endpoint, s3_bucket, [size])
-    (p0,) = objects
-    _put_manifest_doc(s3_endpoint, s3_bucket, _manifest(_entries(objects)).to_json())
-    port = free_port()
+    body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, size)
     url = f"http://127.0.0.1:{port}"
     edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "1MiB"))
     try:
@@ -748,7 +748,7 @@ async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
             st = await _wait_fill(http, url, lambda st: st.get("state") == "complete")
             assert st["errors"] == 0, st
             async with http.get(url + p0) as r:
-                assert r.status == 200 and await r.read() == objects[p0]
+                assert r.status == 200 and await r.read() == body
                 assert "hit" in r.headers.get("Cache-Status", "")
         ranges = [g.range for g in proxy.gets(p0)]
         assert len(ranges) == 1 and ranges[0] is not None, ranges
@@ -760,17 +760,9 @@ async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
 
 async def test_real_edge_origin_fault_mid_fill_then_a_client_gets_the_whole_object(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
-    import aiohttp
-
-    from bench.fill_measure import EdgeProcess
-
     proxy = edge_origin
     size = 6 * CS + 99
-    objects = _put_objects(s3_endpoint, s3_bucket, [size])
-    (p0,) = objects
-    proxy.cut["pfx" + p0] = int(2.5 * CS)
-    _put_manifest_doc(s3_endpoint, s3_bucket, _manifest(_entries(objects)).to_json())
-    port = free_port()
+    body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, size, (proxy, int(2.5 * CS)))
     url = f"http://127.0.0.1:{port}"
     edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "0",
                                     retry=3600))
@@ -783,11 +775,11 @@ async def test_real_edge_origin_fault_mid_fill_then_a_client_gets_the_whole_obje
             assert k <= 2
             for _ in range(2):
                 async with http.get(url + p0) as r:
-                    assert r.status == 200 and await r.read() == objects[p0]
+                    assert r.status == 200 and await r.read() == body
             async with http.get(url + p0, headers={"Range": f"bytes={2 * CS - 5}-{3 * CS + 5}"}
                                 ) as r:
                 assert r.status == 206
-                assert await r.read() == objects[p0][2 * CS - 5:3 * CS + 6]
+                assert await r.read() == body[2 * CS - 5:3 * CS + 6]
         # the client's miss fetched only what the fill had not stored
         cov = _coverage(proxy.gets(p0), size)
         assert cov[:k] == [1] * k and max(cov) <= 2, cov
