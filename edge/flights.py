@@ -60,9 +60,10 @@ _NOT_STORED = frozenset({  # (Age is kept: RFC 9111 §4.2.3 counts it into the c
 })
 
 
-def _to_store(headers: Headers) -> Headers:
-    """A response's fields as stored: without those describing one message, and with only
-    the upstream caches' Cache-Status members (RFC 9211 §2: replayed before this edge's)."""
+def stored_fields(headers: Headers) -> Headers:
+    """A response's fields as stored (by a miss here and by the proactive fill): without
+    those describing one message, and with only the upstream caches' Cache-Status members
+    (RFC 9211 §2: replayed before this edge's)."""
     out = {k: v for k, v in headers.items() if k not in _NOT_STORED}
     up = upstream_members(headers.get("cache-status"))
     if up:
@@ -544,7 +545,7 @@ class Flights:
                     attempt = 0
                     continue
                 merged = merge_not_modified(stored_of(stale), strip_hop_by_hop(rh), t_req, t_resp)
-                merged.headers = _to_store(merged.headers)
+                merged.headers = stored_fields(merged.headers)
                 if not storable("GET", 200, req, merged.headers):
                     # the refreshed response may not be shared any more (private, no-store, a
                     # Set-Cookie): the stored copy goes, and this client's answer is fetched
@@ -623,7 +624,7 @@ class Flights:
                 resp.close()
                 return HeadResult(HeadKind.PASS, reason="peer sent a bad meta")
         else:
-            headers = _to_store(headers_to_store(rh, t_resp))
+            headers = stored_fields(headers_to_store(rh, t_resp))
             fields = vary_fields(headers)
             if fields is None or not storable("GET", 200, req, headers):
                 return self._pass(resp, "not storable")

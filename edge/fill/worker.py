@@ -37,6 +37,7 @@ from edge.fill.bucket import TokenBucket
 from edge.fill.config import PEER_FILL_HEADER, FillConfig
 from edge.fill.source import ManifestSource, S3ManifestSource
 from edge.fill.window import local_day_seconds
+from edge.flights import stored_fields
 from edge.http.cachekey import object_key
 from edge.http.model import StoredResponse
 from edge.http.storage import headers_to_store
@@ -46,9 +47,6 @@ from edge.store.meta import ObjectMeta
 
 log = logging.getLogger(__name__)
 
-# response headers that describe one message, not the stored object (as the edge's flights)
-NOT_STORED = frozenset({"content-length", "content-range", "cache-status", "accept-ranges",
-                        "x-edgecdn-meta"})  # (a peer's Age is kept: the copy is that old)
 NOT_HELD = frozenset({403, 404, 410, 416, 504})  # a peer that answers these lacks the object
 MAX_PEERS = 3
 FILL_SHARE = 0.95  # of the disk tier that manifest objects may take
@@ -649,6 +647,6 @@ def _span(resp: OriginResponse, rng: tuple[int, int] | None) -> tuple[int, int]:
 
 def _meta_from(key: str, size: int, resp: OriginResponse, t_req: float,
                t_resp: float) -> ObjectMeta:
-    headers = {k: v for k, v in headers_to_store(resp.headers, t_resp).items()
-               if k not in NOT_STORED and not k.startswith("x-edgecdn-")}
+    headers = {k: v for k, v in stored_fields(headers_to_store(resp.headers, t_resp)).items()
+               if not k.startswith("x-edgecdn-")}  # (a peer's Age is kept: the copy is that old)
     return ObjectMeta.from_stored(key, size, StoredResponse(200, headers, t_req, t_resp))
