@@ -80,10 +80,15 @@ class FlightFailed(Exception):
         self.status = status
 
 
+class FlightAbandoned(FlightFailed):
+    """The feeder stopped before the chunk was whole for a reason of its own (the proactive
+    fill was interrupted or its source failed): a reader fetches the chunk itself instead."""
+
+
 class ChunkFlight:
     """One chunk being fetched; read from any offset while it arrives."""
 
-    __slots__ = ("key", "length", "buf", "done", "error", "_progress")
+    __slots__ = ("key", "length", "buf", "done", "error", "joined", "_progress")
 
     def __init__(self, key: str, length: int) -> None:
         self.key = key
@@ -91,6 +96,7 @@ class ChunkFlight:
         self.buf = bytearray()
         self.done = False
         self.error: FlightFailed | None = None
+        self.joined = False  # has a reader asked for bytes (the fill then lifts its cap)
         self._progress: asyncio.Future[None] | None = None
 
     def _wake(self) -> None:
@@ -110,8 +116,17 @@ class ChunkFlight:
             self.error = error
         self._wake()
 
+    async def settled(self) -> bool:
+        """Wait until the chunk is whole (True) or its fetch failed (False)."""
+        while not self.done and self.error is None:
+            if self._progress is None:
+                self._progress = asyncio.get_running_loop().create_future()
+            await self._progress
+        return self.error is None
+
     async def read(self, pos: int, end: int) -> bytes | bytearray:
         """Bytes [pos, <=end) as soon as any are there; b"" once end is reached."""
+        self.joined = True
         while True:
             if self.error is not None:
                 raise self.error
@@ -297,6 +312,25 @@ class Flights:
         self.chunks[ckey] = fl
         self._spawn(self._fetch_chunk(meta, index, fl, path, query, self.forward_headers(req)))
         return fl
+
+    def claim(self, meta: ObjectMeta, index: int) -> ChunkFlight | None:
+        """A flight for chunk ``index`` that the caller feeds (the proactive fill), so clients
+        that miss the chunk meanwhile read along instead of fetching it again; None when the
+        chunk is being fetched already. The caller ends it with ``release``."""
+        ckey = fkey(meta, index)
+        if ckey in self.chunks:
+            return None
+        start, end = self.bounds(meta, index)
+        fl = self.chunks[ckey] = ChunkFlight(ckey, end - start)
+        return fl
+
+    def release(self, fl: ChunkFlight) -> None:
+        """End a claimed flight: after its chunk was committed (finished), or abandoned (its
+        readers then fetch the chunk themselves)."""
+        if self.chunks.get(fl.key) is fl:
+            del self.chunks[fl.key]
+        if not fl.done:
+            fl.fail(FlightAbandoned("the fill feeding this chunk stopped"))
 
     async def _fetch_chunk(self, meta: ObjectMeta, index: int, fl: ChunkFlight, path: str,
                            query: str, fwd: Headers) -> None:

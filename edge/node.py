@@ -121,7 +121,7 @@ class EdgeNode:
                 self.store, self.origin, cfg.fill, edge=cfg.node.name, site=cfg.node.site,
                 load=lambda: ops.egress_bps / cap if cap > 0 else 0.0,
                 state_dir=cfg.cache.dir / "fill", token=token, fetch=self.worker == 0,
-                ca_file=cfg.origin.ca_file)
+                ca_file=cfg.origin.ca_file, flights=self.flights)
             self.fill_task = asyncio.get_running_loop().create_task(self.fill.run())
             if self.worker == 0:
                 ops.fill = self.fill

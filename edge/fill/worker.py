@@ -13,7 +13,12 @@ through the store's chunk writers. So:
 - between chunks the worker checks the window, ``stop()`` and the serving load, and pauses
   (with backoff) while serving is busy;
 - entries are pinned in the store by rank (chunk keys, rank 0 = top) when a manifest is
-  applied, and unpinned when they leave the manifest (they become ordinary cache content).
+  applied, and unpinned when they leave the manifest (they become ordinary cache content);
+- the chunks a request is about to bring are claimed as flights in the edge's flight table
+  (``Flights.claim``): a client that misses one meanwhile reads along instead of asking the
+  origin again, and the fill skips chunks a client's flight is already fetching. Once a
+  client reads a claimed chunk the bandwidth cap is lifted for the rest of the request (its bytes would have come at
+  full speed anyway); a fill that stops leaves its claimed chunks to the waiting clients.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from edge.fill.bucket import TokenBucket
 from edge.fill.config import PEER_FILL_HEADER, FillConfig
 from edge.fill.source import ManifestSource, S3ManifestSource
 from edge.fill.window import local_day_seconds
-from edge.flights import stored_fields
+from edge.flights import ChunkFlight, Flights, fkey, stored_fields
 from edge.http.cachekey import object_key
 from edge.http.model import StoredResponse
 from edge.http.storage import headers_to_store
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 
 NOT_HELD = frozenset({403, 404, 410, 416, 504})  # a peer that answers these lacks the object
 MAX_PEERS = 3
+RUN_BYTES = 16 * 1024 * 1024  # the most one fill request asks for, so a client that joins a
+# claimed chunk waits behind at most this much of the fill's stream
 FILL_SHARE = 0.95  # of the disk tier that manifest objects may take
 
 
@@ -94,15 +101,18 @@ class FillWorker:
                  token: tuple[str, bytes] | None = None,
                  fetch: bool = True,
                  clock: Callable[[], float] = time.time,
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None,
+                 flights: Flights | None = None) -> None:
         """store: edge.store.Store; origin: the edge's origin client (edge.origin_client);
         load(): serving load 0..1 (egress/capacity) - fill pauses above cfg.busy_load;
         peers: name -> base URL, overriding the manifest's; token: (kid, secret) to sign
         peer requests when peers require steering tokens; state_dir keeps the last good
         manifest (default: none); fetch=False only follows the manifest's pins (for the other
         worker processes of a multi-worker edge: each pins the chunk keys it owns, while one
-        worker fetches); ca_file: trusted for an https manifest endpoint (origin.ca_file)."""
+        worker fetches); ca_file: trusted for an https manifest endpoint (origin.ca_file);
+        flights: the serving process's flight table, shared with client misses."""
         self.store, self.origin, self.cfg = store, origin, cfg
+        self.flights = flights
         self.edge, self.site = edge, site
         self.load = load or (lambda: 0.0)
         self.clock = clock
@@ -450,13 +460,28 @@ class FillWorker:
 
     async def _fetch(self, src: _Source, e: ManifestEntry, key: str, meta: ObjectMeta | None,
                      missing: list[int]) -> int:
-        """Fetch the missing chunks from src; returns bytes written. Raises SourceMissing,
-        SourceFailed, ObjectChanged, Interrupted."""
+        """Fetch the missing chunks from src, in runs of at most RUN_BYTES; returns bytes
+        written. Raises SourceMissing, SourceFailed, ObjectChanged, Interrupted."""
         total = 0
         cs = self.store.cfg.chunk_size
-        for first, last in _runs(missing):
-            whole = meta is None
-            rng = None if whole else (first * cs, min(meta.size, (last + 1) * cs))  # type: ignore[union-attr]
+        per = max(1, RUN_BYTES // cs)
+        pending = sorted(missing)
+        others: list[ChunkFlight] = []  # chunks client misses were fetching
+        while pending:
+            if meta is not None:
+                pending = self._unclaimed(meta, pending, others)
+                if not pending:
+                    break
+            first = last = pending[0]
+            for i in pending[1:]:
+                if i != last + 1 or last - first + 1 >= per:
+                    break
+                last = i
+            size = e.size if meta is None else meta.size
+            if meta is None and last + 1 >= math.ceil(size / cs):
+                rng = None  # an object not seen yet that fits one run: one plain GET
+            else:
+                rng = (first * cs, min(size, (last + 1) * cs))
             self.requests_by_source[src.kind] += 1
             t_req = self.clock()
             resp = await src.client.fetch("GET", e.path, self._query(src, e.path),
@@ -474,18 +499,45 @@ class FillWorker:
                     meta = got
                 elif got.version != meta.version:
                     raise ObjectChanged()
-                end = size if rng is None or resp.status == 200 else rng[1]
-                total += await self._stream(src, resp, meta, start, end, missing)
+                end = size if rng is None or resp.status == 200 else min(size, rng[1])
+                run = range(first, min(last, (end - 1) // cs) + 1) if end > start else range(0)
+                total += await self._stream(src, resp, meta, start, end, set(pending), run)
             finally:
                 resp.close()
+            pending = [i for i in pending if i > last]
+        for fl in others:  # the object is here once the clients' fetches are
+            if not await fl.settled():
+                raise SourceFailed(f"a client's fetch of {fl.key} failed")
         return total
 
+    def _unclaimed(self, meta: ObjectMeta, chunks: list[int],
+                   others: list[ChunkFlight]) -> list[int]:
+        """Those of chunks still absent and not being fetched; in-flight ones go to others."""
+        out = []
+        for i in chunks:
+            fl = None if self.flights is None else self.flights.chunks.get(fkey(meta, i))
+            if fl is not None:
+                others.append(fl)
+            elif self.store.get_chunk(meta, i) is None:
+                out.append(i)
+        return out
+
     async def _stream(self, src: _Source, resp: OriginResponse, meta: ObjectMeta, start: int,
-                      end: int, wanted: list[int]) -> int:
-        """Body bytes [start, end) -> chunk writers; commits whole chunks only."""
+                      end: int, want: set[int], run: range) -> int:
+        """Body bytes [start, end) -> chunk writers and the claimed flights of the chunks
+        wanted; commits whole chunks only. The run's chunks are claimed before the first byte,
+        any others a longer body (a 200) brings as it reaches them."""
         store = self.store
+        fls = self.flights
         cs = store.cfg.chunk_size
-        want = set(wanted)
+        claimed: dict[int, ChunkFlight] = {}
+        if fls is not None:
+            for i in run:
+                fl = fls.claim(meta, i) if i in want else None
+                if fl is not None:
+                    claimed[i] = fl
+                else:
+                    want.discard(i)
         offset = start
         writer = None
         try:
@@ -499,20 +551,40 @@ class FillWorker:
                     n = min(len(mv), c_end - offset)
                     if index in want:
                         if writer is None:
-                            writer = store.new_writer(meta, index)
-                        writer.write(mv[:n])
+                            if fls is not None and index not in claimed:
+                                fl = fls.claim(meta, index)
+                                if fl is None:
+                                    want.discard(index)
+                                else:
+                                    claimed[index] = fl
+                            if index in want:
+                                writer = store.new_writer(meta, index)
+                        if writer is not None:
+                            writer.write(mv[:n])
+                            fl = claimed.get(index)
+                            if fl is not None:
+                                fl.feed(mv[:n])
                     offset += n
                     mv = mv[n:]
                     if offset == c_end and writer is not None:
                         w, writer = writer, None
-                        if not await asyncio.to_thread(w.commit):
+                        fl = claimed.pop(index, None)
+                        if fl is not None:
+                            fl.finish()  # its readers have every byte; visible once committed
+                        try:
+                            ok = await asyncio.to_thread(w.commit)
+                        finally:
+                            if fl is not None:
+                                fls.release(fl)  # type: ignore[union-attr]
+                        if not ok:
                             raise SourceFailed(f"chunk {index} did not commit")
                         self.chunks_committed += 1
                         if offset >= end:
                             break
                     if offset == c_end and (self._stop.is_set() or not self._window_open()):
                         raise Interrupted()
-                await self._account(src, len(piece))
+                joined = any(fl.joined for fl in claimed.values())
+                await self._account(src, len(piece), capped=not joined)
                 if offset >= end:
                     break
             if offset < end:
@@ -522,15 +594,18 @@ class FillWorker:
         finally:
             if writer is not None:
                 writer.abort()
+            for fl in claimed.values():  # not whole: their readers fetch them themselves
+                fls.release(fl)  # type: ignore[union-attr]
         return offset - start
 
-    async def _account(self, src: _Source, n: int) -> None:
+    async def _account(self, src: _Source, n: int, capped: bool = True) -> None:
         self.bytes_by_source[src.kind] += n
         now = time.monotonic()
         self._rate_window.append((now, n))
         if len(self._rate_window) > 256:
             del self._rate_window[:128]
-        await self.bucket.take(n)
+        if capped:
+            await self.bucket.take(n)
 
     def _error(self, msg: str) -> None:
         self.errors += 1
@@ -639,7 +714,7 @@ def _span(resp: OriginResponse, rng: tuple[int, int] | None) -> tuple[int, int]:
             start, last, size = int(a), int(b), int(total)
         except ValueError as e:
             raise SourceFailed(f"bad Content-Range {cr!r}") from e
-        if unit != "bytes" or start != rng[0] or last + 1 != rng[1]:
+        if unit != "bytes" or start != rng[0] or last + 1 != min(rng[1], size):
             raise SourceFailed(f"unexpected Content-Range {cr!r}")
         return start, size
     raise SourceFailed(f"HTTP {resp.status}")

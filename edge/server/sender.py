@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from edge.flights import FlightFailed, fkey
+from edge.flights import FlightAbandoned, FlightFailed, fkey
 from edge.server.protocol import HttpConnection, Request
 from edge.store.meta import ObjectMeta
 
@@ -142,7 +142,11 @@ class BodySender:
                 self._read_ahead(meta, body, j, npath, query, req)
                 pos, end = off, off + ln
                 while pos < end:
-                    data = await fl.read(pos, end)
+                    try:
+                        data = await fl.read(pos, end)
+                    except FlightAbandoned:  # its feeder (the fill) stopped: fetch it here
+                        fl = self.flights.chunk_flight(meta, index, npath, query, req.headers)
+                        continue
                     if not data:
                         raise FlightFailed("chunk ended early")
                     await conn.drain()

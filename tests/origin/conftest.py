@@ -50,3 +50,12 @@ async def origin(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[tuple[Record
     yield proxy, client
     await client.close()
     await proxy.close()
+
+
+@pytest.fixture
+async def edge_origin(s3_endpoint: str) -> AsyncIterator[RecordingProxy]:
+    """A recording (and cutting) proxy in front of moto, for a real edge process."""
+    proxy = RecordingProxy(s3_endpoint)
+    await proxy.start()
+    yield proxy
+    await proxy.close()

@@ -10,7 +10,6 @@ import gzip
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -675,14 +674,6 @@ def _coverage(gets, size: int) -> list[int]:
     return cov
 
 
-@pytest.fixture
-async def edge_origin(s3_endpoint: str) -> AsyncIterator[RecordingProxy]:
-    proxy = RecordingProxy(s3_endpoint)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
-
-
 def _one_object_fill(s3_endpoint: str, s3_bucket: str, size: int,
                      cut: tuple[RecordingProxy, int] | None = None) -> tuple[bytes, str, int]:
     """One object of size in S3 and a manifest naming it (its body cut after cut[1] bytes
@@ -695,9 +686,6 @@ def _one_object_fill(s3_endpoint: str, s3_bucket: str, size: int,
     return objects[p0], p0, free_port()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fill and client misses of the same object each "
-                   "fetch the chunks from the origin (the fill neither joins nor yields to "
-                   "the edge's flights): chunks are fetched twice")
 async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_per_chunk(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
     proxy = edge_origin

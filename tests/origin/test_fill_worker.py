@@ -195,7 +195,8 @@ async def test_interrupted_fill_resumes_without_partial_chunks(s3_endpoint, s3_b
     meta = store.get_meta(p0)
     assert meta is not None
     have = [store.get_chunk(meta, i) is not None for i in range(store.chunk_count(meta))]
-    assert have == [True, True, False, False, False, False]  # chunk 2 was never half-stored
+    k = have.count(True)  # 2, or 1 when the cut's RST ate bytes the proxy had buffered
+    assert k in (1, 2) and have == [True] * k + [False] * (6 - k)  # never a half chunk
     assert _stored(store, p1) == objects[p1]
     store.close()
 
@@ -212,8 +213,8 @@ async def test_interrupted_fill_resumes_without_partial_chunks(s3_endpoint, s3_b
         await task
     assert _stored(store2, p0) == objects[p0]
     gets = proxy.gets()
-    assert [g.range for g in gets] == [f"bytes={2 * CS}-{size - 1}"]
-    assert w2.status()["bytes_by_source"]["origin"] == size - 2 * CS
+    assert [g.range for g in gets] == [f"bytes={k * CS}-{size - 1}"]
+    assert w2.status()["bytes_by_source"]["origin"] == size - k * CS
     store2.close()
 
 
