@@ -42,6 +42,8 @@ def register(sub: Any) -> None:
     p.add_argument("--region")
     p.add_argument("--default-ttl", type=float, metavar="S",
                    help="freshness when the origin gives none")
+    p.add_argument("--negative-ttl", type=float, metavar="S",
+                   help="reuse a 404/410 without freshness of its own this long (0 = off)")
     p.add_argument("--token-secret", action="append", metavar="KID=SECRET",
                    help="URL token secret (repeat for rotation); makes tokens required")
     p.add_argument("--access-log", metavar="PATH", help='"-" stdout, "" off, or a file')
@@ -66,7 +68,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                  "site": args.site, "region": args.region,
                  "sendfile": False if args.no_sendfile else None},
         "origin": {"url": args.origin, "endpoint_url": args.endpoint_url,
-                   "default_ttl": args.default_ttl, "ca_file": args.origin_ca_file,
+                   "default_ttl": args.default_ttl, "negative_ttl": args.negative_ttl,
+                   "ca_file": args.origin_ca_file,
                    "tls_server_name": args.origin_tls_server_name},
         "cache": {"dir": args.cache_dir, "memory": args.memory_cache, "disk": args.disk_cache,
                   "chunk_size": args.chunk_size, "policy": args.policy,

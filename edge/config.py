@@ -50,6 +50,7 @@ class OriginConfig:
     stale_if_error: float = 86400.0
     max_connections: int = 256
     hit_for_pass: float = 60.0
+    negative_ttl: float = 0.0  # seconds a 404/410 without freshness of its own is reused
     ca_file: str | None = None  # PEM bundle trusted for https origins (None = system store)
     # TLS name sent (SNI) and verified instead of the URL's host, like nginx's proxy_ssl_name;
     # None = the URL's host. Origin data path only (not boto3: [fill] manifests, [logship])
@@ -223,6 +224,7 @@ def build_config(doc: dict[str, Any]) -> EdgeConfig:
         stale_if_error=_num(doc, "origin", "stale_if_error", 86400.0),
         max_connections=int(_num(doc, "origin", "max_connections", 256, lo=1)),
         hit_for_pass=_num(doc, "origin", "hit_for_pass", 60.0),
+        negative_ttl=_num(doc, "origin", "negative_ttl", 0.0),
         ca_file=_ca_file(doc),
         tls_server_name=_tls_server_name(doc, kind, base, endpoint_url),
     )

@@ -163,6 +163,7 @@ class HeadResult:
     resp: OriginResponse | None = None  # PASS: the open origin answer, for one waiter to relay
     hit_for_pass: bool = True  # PASS: the URL is not cacheable
     peer_stream: bool = False  # PASS: the owner worker streams (and stores) it: ask it again
+    stored: StoredResponse | None = None  # RELAY: the answer as a shared cache may keep it
 
     def claim(self) -> OriginResponse | None:
         """The open origin answer for the first waiter that asks (None for the others)."""
@@ -622,8 +623,13 @@ class Flights:
                 return HeadResult(HeadKind.ERROR, status=502,
                                   reason="origin connection reset mid-body")
             resp.release()
-            return HeadResult(HeadKind.RELAY, status=resp.status,
-                              headers=strip_hop_by_hop(rh), body=body)
+            headers = strip_hop_by_hop(rh)
+            keep = None
+            if not via_peer and storable("GET", resp.status, req, headers):
+                keep = StoredResponse(resp.status, stored_fields(headers_to_store(rh, t_resp)),
+                                      t_req, t_resp)
+            return HeadResult(HeadKind.RELAY, status=resp.status, headers=headers, body=body,
+                              stored=keep)
 
     def _put_meta(self, meta: ObjectMeta) -> None:
         try:

@@ -95,8 +95,10 @@ class S3Origin:
         out = {k: v for k, v in headers.items()
                if not k.startswith("x-amz-") and k not in ("server",)}
         ttl = self.cfg.default_ttl
-        # not on a 304: it would replace the stored object's own Cache-Control (§4.3.4)
-        if ttl > 0 and status != 304 and "cache-control" not in out and "expires" not in out:
+        # objects only: not on a 304 (it would replace the stored object's own Cache-Control,
+        # §4.3.4), nor on an error (a missing key is kept for origin.negative_ttl instead)
+        if ttl > 0 and status in (200, 206) and "cache-control" not in out \
+                and "expires" not in out:
             cc = f"max-age={int(ttl)}"
             if self.cfg.stale_if_error > 0:
                 cc += f", stale-if-error={int(self.cfg.stale_if_error)}"

@@ -51,6 +51,7 @@ from edge.http.ranges import (
 from edge.origin_client.base import Origin
 from edge.server.fdcache import FdCache
 from edge.server.hot import HotEntry, HotPath
+from edge.server.negative import NegativeCache
 from edge.server.passthrough import NO_BODY_STATUS, PASS_DROP, PassThrough
 from edge.server.protocol import (
     CLOSE,
@@ -139,6 +140,13 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         self.use_sendfile = cfg.node.sendfile
         self.tokens = cfg.tokens.secrets if cfg.tokens.required else None
         self.hit_for_pass: dict[str, float] = {}
+        self.negative = NegativeCache(cfg.origin.negative_ttl)
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+        if hasattr(store, "on_change"):
+            store.on_change = self._store_changed
         self._views: dict[int, MetaView] = {}
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
@@ -164,6 +172,21 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
     def conn_closed(self, conn: HttpConnection) -> None:
         self.counters.active -= 1
         self.conns.discard(conn)
+
+    def _store_changed(self, key: str, prefix: bool) -> None:
+        """The store's change hook (any thread): negative answers for key go, on the loop."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            self.negative.forget(key, prefix)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.negative.forget(key, prefix)
+        else:
+            loop.call_soon_threadsafe(self.negative.forget, key, prefix)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -302,6 +325,13 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
             self._spawn_req(conn, req, self.passthrough(conn, req, npath, key, "request"))
             return
         meta = self.store.get_meta(key)
+        if meta is None and self.negative.entries and rcc is None and "pragma" not in h:
+            got = self.negative.get(key, now)
+            if got is not None:
+                e, age = got
+                self.respond(conn, req, e.stored.status, dict(e.stored.headers, age=str(int(age))),
+                             e.body, cache_status(hit=True, ttl=e.lifetime - age), "hit")
+                return
         if meta is not None and POINTER in meta.vary:  # a varying URL: this request's variant
             key, meta = resolve(self.store, key, h)
         if meta is not None and not self.flights.chunks_trusted(meta):
@@ -423,7 +453,12 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
             await self.serve_stream(conn, req, fl, cs, "miss", peer)
             return
         if res.kind is HeadKind.RELAY:
-            cs = cache_status(hit=False, fwd="miss", fwd_status=res.status, collapsed=joined)
+            life = 0.0
+            if res.stored is not None and not joined:
+                life = self.negative.put(key, res.stored, res.body)
+            cs = cache_status(hit=False, fwd="miss", fwd_status=res.status, stored=life > 0,
+                              ttl=life - current_age(res.stored, now) if life > 0 else None,
+                              collapsed=joined)
             self.respond(conn, req, res.status, res.headers, res.body, cs, "miss")
             return
         if res.kind is HeadKind.PASS:

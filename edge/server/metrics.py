@@ -43,6 +43,9 @@ class EdgeMetrics:
                                    registry=r, multiprocess_mode="livemax")
         self.active = Gauge("edgecdn_active_connections", "Open client connections",
                             registry=r, multiprocess_mode="livesum")
+        self.negative = Gauge("edgecdn_negative_answers",
+                              "Stored non-2xx answers (404, 410, 301...) held in memory",
+                              registry=r, multiprocess_mode="livesum")
         self._last: dict[str, int] = {}
 
     def _delta(self, name: str, value: int) -> int:
@@ -83,6 +86,7 @@ class EdgeMetrics:
             self.tier_used.labels(tier).set(usage.used_bytes)
             self.tier_capacity.labels(tier).set(usage.capacity_bytes)
         self.active.set(app.counters.active)
+        self.negative.set(len(app.negative.entries))
 
     def render(self) -> bytes:
         if self.multiproc:

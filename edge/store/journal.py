@@ -18,6 +18,7 @@ import json
 import os
 
 POLL_INTERVAL = 0.05
+PREFIX_MARK = "\x00"  # a key starting with it names a purged prefix (object keys start "/")
 MAX_READ = 1 << 20
 MAX_BYTES = 32 << 20
 

@@ -41,7 +41,7 @@ from edge.store.fsio import (
 )
 from edge.store.integrity import ChunkCorrupt, read_chunk, stamp
 from edge.store.janitor import Janitor
-from edge.store.journal import POLL_INTERVAL, Journal
+from edge.store.journal import POLL_INTERVAL, PREFIX_MARK, Journal
 from edge.store.layout import META_NAME, Layout, parse_chunk_name
 from edge.store.meta import VARY_POINTER, VARY_PURGED, ObjectMeta
 from edge.store.refs import ChunkRef, Entry
@@ -109,6 +109,9 @@ class Store:
         self._closing = False
         self._loader: threading.Thread | None = None
         self._journal = Journal(self.layout.journal, self.id)
+        # (key or prefix, is_prefix): an object was stored, purged or removed, here or in
+        # another worker; state held beside the store (negative answers) drops its copy
+        self.on_change: Callable[[str, bool], None] | None = None
         self._journal_due = 0.0
         self._changes = 0  # bumped by poll_changes and purge: anything read or begun before
         # a bump is suspect (a disk read, a stream being stored)
@@ -278,6 +281,7 @@ class Store:
                 self._objs[meta.key] = Entry(meta, version)
                 changed = True
         self._journal.append(meta.key)
+        self._changed(meta.key)
         if changed:
             self._janitor.submit(self._clean_versions, meta.key)
 
@@ -455,7 +459,13 @@ class Store:
             with self._lock:
                 keys.update(k for k in self._objs if k.startswith(prefix))
             keys.update(self._disk_keys(prefix))
+            self._journal.append(PREFIX_MARK + prefix)  # for what is held beside the store
+            self._changed(prefix, True)
         return sum(self._soft_purge(k) if soft else self._hard_remove(k) for k in sorted(keys))
+
+    def _changed(self, key: str, prefix: bool = False) -> None:
+        if self.on_change is not None:
+            self.on_change(key, prefix)
 
     def remove_object(self, key: str) -> None:
         """Hard-remove one object (invalidation by an unsafe method, corruption)."""
@@ -473,6 +483,12 @@ class Store:
             return 0
         if not keys:
             return 0
+        if self.on_change is not None:
+            for key in keys:
+                if key.startswith(PREFIX_MARK):
+                    self.on_change(key[len(PREFIX_MARK):], True)
+                else:
+                    self.on_change(key, False)
         with self._lock:
             self._changes += 1
             dropped = []
@@ -771,13 +787,16 @@ class Store:
                 moved = False
         existed = e is not None or (moved and os.path.exists(f"{dead}/{META_NAME}"))
         self._journal.append(key)
+        self._changed(key)
         if moved:
             self._janitor.submit(shutil.rmtree, dead, True)
         return int(existed)
 
     def _soft_purge(self, key: str) -> int:
         m = self._objs[key].meta if key in self._objs else self._read_meta_file(key)
-        if m is None:
+        if m is None:  # nothing stored; what is held beside the store (a 404) goes too
+            self._journal.append(key)
+            self._changed(key)
             return 0
         if VARY_POINTER in m.vary:  # a varying URL: its variants stored until now go stale
             vary = {**m.vary, VARY_PURGED: repr(time.time())}

@@ -375,24 +375,26 @@ async def test_500_with_max_age_is_never_cached(origin, make_edge, client):
     assert origin.count("/e500") == 2
 
 
-async def test_301_404_410_with_explicit_freshness_are_relayed_not_stored(
+async def test_301_404_410_with_explicit_freshness_are_stored_and_reused(
         origin, make_edge, client):
-    """The edge stores only 200/206 bodies and relays every other status each time. RFC 9111
-    never requires storing (§3 lists necessary conditions), so this is conformant, though
-    nginx (proxy_cache_valid 301/404) and Varnish do cache them. Asserted as the edge's
-    defensible choice: each answer is relayed intact with a well-formed Cache-Status."""
+    """§3: any final status this cache understands may be stored when it has explicit
+    freshness (nginx proxy_cache_valid 301/404, Varnish, CloudFront error caching): the second
+    request is a hit, relayed intact, with its Age and a well-formed Cache-Status."""
     origin.put("/m301", b"moved\n", status=301, headers={"Location": "/new",
                                                          "Cache-Control": "max-age=600"})
     origin.put("/g410", b"gone\n", status=410, headers={"Cache-Control": "max-age=600"})
     edge = make_edge(origin.url)
-    for p, st in (("/m301", 301), ("/g410", 410), ("/nope404", 404)):
-        for _ in range(2):
-            r = await fetch(client, edge.url + p)
-            assert r.status == st and not _hit(r)
-            check_edge_member(r.cache)
+    for p, st in (("/m301", 301), ("/g410", 410), ("/nope404", 404)):  # 404: max-age=5
+        r = await fetch(client, edge.url + p)
+        assert r.status == st and not _hit(r) and "stored" in r.cache
+        check_edge_member(r.cache)
+        r2 = await fetch(client, edge.url + p)
+        assert r2.status == st and _hit(r2) and r2.body == r.body
+        assert "age" in r2.headers
+        check_edge_member(r2.cache)
         if st == 301:
-            assert r.headers["location"] == "/new" and r.body == b"moved\n"
-        assert origin.count(p) == 2
+            assert r2.headers["location"] == "/new" and r2.body == b"moved\n"
+        assert origin.count(p) == 1
 
 
 # ==== Vary ================================================================================
