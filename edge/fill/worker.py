@@ -17,8 +17,12 @@ through the store's chunk writers. So:
 - the chunks a request is about to bring are claimed as flights in the edge's flight table
   (``Flights.claim``): a client that misses one meanwhile reads along instead of asking the
   origin again, and the fill skips chunks a client's flight is already fetching. Once a
-  client reads a claimed chunk the bandwidth cap is lifted for the rest of the request (its bytes would have come at
-  full speed anyway); a fill that stops leaves its claimed chunks to the waiting clients.
+  client reads a claimed chunk, the bandwidth cap is lifted for the rest of that request
+  (its bytes would have come at full speed anyway); a fill that stops leaves its claimed
+  chunks to the waiting clients, who fetch them themselves (``FlightAbandoned``).
+  With ``--workers N`` this covers the fill's worker's clients and every chunk that worker
+  owns (the others ask it for those); a client of another worker missing a chunk that its
+  own worker owns still has it fetched from the origin.
 """
 
 from __future__ import annotations
@@ -685,17 +689,6 @@ def _bare(etag: str | None) -> str | None:
         return None
     e = etag[2:] if etag.startswith("W/") else etag
     return e.strip('"')
-
-
-def _runs(indexes: list[int]) -> list[tuple[int, int]]:
-    """[0,1,2,5,6] -> [(0,2),(5,6)] (inclusive)."""
-    out: list[tuple[int, int]] = []
-    for i in sorted(indexes):
-        if out and i == out[-1][1] + 1:
-            out[-1] = (out[-1][0], i)
-        else:
-            out.append((i, i))
-    return out
 
 
 def _span(resp: OriginResponse, rng: tuple[int, int] | None) -> tuple[int, int]:
