@@ -10,6 +10,7 @@ import gzip
 import json
 import math
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -686,14 +687,26 @@ def _one_object_fill(s3_endpoint: str, s3_bucket: str, size: int,
     return objects[p0], p0, free_port()
 
 
+@contextlib.asynccontextmanager
+async def _edge_running(tmp_path: Path, s3_endpoint: str, s3_bucket: str,
+                        proxy: RecordingProxy, port: int, rate: str,
+                        retry: float = 0.2) -> AsyncIterator[str]:
+    """A real edge process filling through proxy, once it is ready: its base URL. Stopped
+    (SIGTERM) on the way out, whatever happened."""
+    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, rate,
+                                    retry))
+    try:
+        await asyncio.to_thread(edge.wait_ready, 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        edge.stop()
+
+
 async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_per_chunk(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
     proxy = edge_origin
     body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, 24 * CS + 7)
-    url = f"http://127.0.0.1:{port}"
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "2MiB"))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "2MiB") as url:
         async with aiohttp.ClientSession() as http:
             await _wait_fill(http, url, lambda st: st.get("chunks_committed", 0) >= 2)
 
@@ -708,11 +721,8 @@ async def test_real_edge_clients_during_fill_get_right_bytes_one_origin_fetch_pe
             assert st["errors"] == 0, st
             assert await get() == body
         cov = _coverage(proxy.gets(p0), len(body))
-        # the fill's whole-object GET keeps streaming while the clients' flight fetches the
-        # same chunks again with per-chunk Range requests
+        # the clients read along the chunks the fill claimed (Flights.claim)
         assert max(cov) == 1, (cov, [g.range for g in proxy.gets(p0)])
-    finally:
-        edge.stop()
 
 
 async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
@@ -720,18 +730,12 @@ async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
     proxy = edge_origin
     size = 24 * CS + 7
     body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, size)
-    url = f"http://127.0.0.1:{port}"
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "1MiB"))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "1MiB") as url:
         async with aiohttp.ClientSession() as http:
             await _wait_fill(http, url, lambda st: st.get("chunks_committed", 0) >= 3)
-    finally:
-        edge.stop()  # SIGTERM mid-object
+    # (SIGTERM mid-object)
     proxy.seen.clear()
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "0"))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "0") as url:
         async with aiohttp.ClientSession() as http:
             st = await _wait_fill(http, url, lambda st: st.get("state") == "complete")
             assert st["errors"] == 0, st
@@ -742,8 +746,6 @@ async def test_real_edge_restarted_mid_fill_resumes_and_serves_whole_objects(
         assert len(ranges) == 1 and ranges[0] is not None, ranges
         first = int(ranges[0].removeprefix("bytes=").partition("-")[0])
         assert first % CS == 0 and 3 * CS <= first < size, ranges
-    finally:
-        edge.stop()
 
 
 async def test_real_edge_origin_fault_mid_fill_then_a_client_gets_the_whole_object(
@@ -751,11 +753,8 @@ async def test_real_edge_origin_fault_mid_fill_then_a_client_gets_the_whole_obje
     proxy = edge_origin
     size = 6 * CS + 99
     body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, size, (proxy, int(2.5 * CS)))
-    url = f"http://127.0.0.1:{port}"
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port, "0",
-                                    retry=3600))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "0",
+                             retry=3600) as url:
         async with aiohttp.ClientSession() as http:
             st = await _wait_fill(http, url, lambda st: st.get("errors", 0) >= 1)
             assert st["state"] == "retrying" and st["objects_present"] == 0, st
@@ -771,5 +770,3 @@ async def test_real_edge_origin_fault_mid_fill_then_a_client_gets_the_whole_obje
         # the client's miss fetched only what the fill had not stored
         cov = _coverage(proxy.gets(p0), size)
         assert cov[:k] == [1] * k and max(cov) <= 2, cov
-    finally:
-        edge.stop()

@@ -13,16 +13,9 @@ import time
 import aiohttp
 import pytest
 
-from bench.fill_measure import EdgeProcess
 from edge.flights import ChunkFlight, FlightAbandoned, Flights
 from edge.store.meta import ObjectMeta
-from tests.origin.test_audit_fill import (
-    CS,
-    _coverage,
-    _edge_config,
-    _one_object_fill,
-    _wait_fill,
-)
+from tests.origin.test_audit_fill import CS, _coverage, _edge_running, _one_object_fill, _wait_fill
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> bytes:
@@ -35,12 +28,8 @@ async def test_a_client_joining_the_fill_is_not_held_to_its_cap(
         tmp_path, s3_endpoint, s3_bucket, edge_origin) -> None:
     proxy = edge_origin
     body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, 24 * CS + 7)
-    url = f"http://127.0.0.1:{port}"
     # 256 KiB/s: the fill alone would take ~24 s for this object
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port,
-                                    "256KiB"))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "256KiB") as url:
         async with aiohttp.ClientSession() as http:
             await _wait_fill(http, url, lambda st: st.get("chunks_committed", 0) >= 1)
             t0 = time.monotonic()
@@ -52,8 +41,6 @@ async def test_a_client_joining_the_fill_is_not_held_to_its_cap(
         assert took < 10, f"the client read at the fill's cap: {took:.1f} s"
         cov = _coverage(proxy.gets(p0), len(body))
         assert max(cov) == 1, (cov, [g.range for g in proxy.gets(p0)])
-    finally:
-        edge.stop()
 
 
 async def test_a_fill_cut_mid_object_leaves_its_chunks_to_the_waiting_client(
@@ -62,11 +49,8 @@ async def test_a_fill_cut_mid_object_leaves_its_chunks_to_the_waiting_client(
     size = 12 * CS + 99
     # the fill's GET is cut 6.5 chunks in; the proxy cuts only the first GET of the path
     body, p0, port = _one_object_fill(s3_endpoint, s3_bucket, size, (proxy, int(6.5 * CS)))
-    url = f"http://127.0.0.1:{port}"
-    edge = EdgeProcess(_edge_config(tmp_path, s3_endpoint, s3_bucket, proxy.url, port,
-                                    "256KiB", retry=3600))
-    try:
-        await asyncio.to_thread(edge.wait_ready, 60)
+    async with _edge_running(tmp_path, s3_endpoint, s3_bucket, proxy, port, "256KiB",
+                             retry=3600) as url:
         async with aiohttp.ClientSession() as http:
             await _wait_fill(http, url, lambda st: st.get("chunks_committed", 0) >= 1)
             got = await asyncio.wait_for(_get(http, url + p0), 30)
@@ -79,8 +63,6 @@ async def test_a_fill_cut_mid_object_leaves_its_chunks_to_the_waiting_client(
         assert all(r is not None and int(r[6:].partition("-")[0]) % CS == 0
                    for r in ranges[1:]), ranges
         assert len(set(ranges[1:])) == len(ranges) - 1, ranges  # each chunk asked for once
-    finally:
-        edge.stop()
 
 
 def _meta(size: int) -> ObjectMeta:
