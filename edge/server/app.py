@@ -151,7 +151,8 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
         self.hot_bytes = 0
-        self.fds = FdCache()  # open chunk files for sendfile (see edge.server.fdcache)
+        # open chunk files for sendfile (see edge.server.fdcache)
+        self.fds = FdCache(on_open=getattr(store, "sent_unread", None))
         self.hot_touched: list[HotEntry] = []  # entries hit since the last flush_hot_hits
         self.hot_direct_hits = 0  # hot answers not yet counted (fold_hot_counts)
         self.hot_direct_bytes = 0  # their body bytes

@@ -23,9 +23,13 @@ DEFAULT_VALID = 1.0  # seconds an fd is reused before the path is opened again
 
 
 class FdCache:
-    def __init__(self, size: int = DEFAULT_SIZE, valid: float = DEFAULT_VALID) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, valid: float = DEFAULT_VALID,
+                 on_open: Any = None) -> None:
+        """on_open(ref): told of every file opened (the store's sent_unread: what sendfile
+        sends is never read by us, so the scrubber checks it soon)."""
         self.size = size
         self.valid = valid
+        self.on_open = on_open
         self._fds: dict[str, tuple[Any, int, float]] = {}  # path -> (ref, fd, expires)
         self.opens = 0  # files opened (a reuse costs nothing, not even a count)
 
@@ -47,6 +51,8 @@ class FdCache:
             os.close(e[1])
         fd = ref.open_fd()
         self.opens += 1
+        if self.on_open is not None:
+            self.on_open(ref)
         if len(self._fds) >= self.size:
             old = next(iter(self._fds))  # the oldest opened
             os.close(self._fds.pop(old)[1])

@@ -160,6 +160,7 @@ class BodySender:
                 continue
             try:
                 fd = ref.open_fd()
+                store.sent_unread(ref)
             except FileNotFoundError:
                 store.chunk_missing(meta, index)
                 body[j] = (index, off, ln, None)

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ChunkRef", "ChunkWriter", "DiskFull", "ObjectMeta", "Store", "StoreConfig"]
 
+SENT_CHECKS = 4096  # chunk files sent unread waiting for the scrubber (the newest are kept)
+CHECKED_MAX = 200_000  # chunk files this process knows good before it forgets them all
 DISK_FULL_RETRY = 1.0  # while full, let one write try every this many seconds
 
 
@@ -120,6 +122,10 @@ class Store:
         self._scrub_began: float | None = None  # the current pass's start (monotonic)
         self._scrub_next = 0.0
         self._scrubbing = False
+        # chunk files sent without being read (sendfile), checked by the scrubber ahead of its
+        # pass; and those this process wrote or checked (their bytes are known good)
+        self._sent: collections.deque[tuple[str, int]] = collections.deque(maxlen=SENT_CHECKS)
+        self._checked: set[str] = set()
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -367,6 +373,7 @@ class Store:
                 m = self._read_meta_file(key)
                 current = m is not None and m.version == version
             if current:
+                self._checked.add(final)
                 if e is not None:
                     e.chunks[index] = ChunkRef(final, w.length)
                     if data is not None:
@@ -435,6 +442,7 @@ class Store:
             if e is None or e.version != meta.version:
                 return 0  # purged or replaced right after: the janitor removes the files
             for index, final, length in placed:
+                self._checked.add(final)
                 e.chunks[index] = ChunkRef(final, length)
                 ck = chunk_key(meta.key, index)
                 if self._owned(ck) and self.disk.fits(length):
@@ -700,17 +708,31 @@ class Store:
             return
         except OSError:
             return
+        self._checked.add(ref.path)
         with self._lock:
             if self._objs.get(meta.key) is e and index in e.chunks:
                 self._mem_put_locked(e, index, chunk_key(meta.key, index), ref.path, data)
                 self.counters["promotions"] += 1
 
     # -- integrity ----------------------------------------------------------------------------
+    def sent_unread(self, ref: ChunkRef) -> None:
+        """A chunk file is being sent without being read (sendfile): the scrubber checks it
+        within a second or so, ahead of its pass (which may take days over a large disk), so
+        damage on disk is served at most to the clients of that moment. Once per file."""
+        path = ref.path
+        if path in self._checked or self.cfg.scrub_rate <= 0:
+            return
+        if len(self._checked) >= CHECKED_MAX:
+            self._checked.clear()
+        self._checked.add(path)
+        self._sent.append((path, ref.length))
+
     def scrub_due(self, now: float) -> None:
         """Housekeeping, once a second: hand the janitor the next second's share of the scrub
-        (cfg.scrub_rate bytes of this process's chunks) when a pass is running or due."""
-        if (self.cfg.scrub_rate <= 0 or self._scrubbing or now < self._scrub_next
-                or self.rebuilding):
+        (cfg.scrub_rate bytes: the chunk files sent unread first, then this process's chunks
+        when a pass is running or due)."""
+        if (self.cfg.scrub_rate <= 0 or self._scrubbing or self.rebuilding
+                or (now < self._scrub_next and not self._sent)):
             return
         self._scrubbing = True
         self._janitor.submit(self._scrub_step, now)
@@ -720,30 +742,53 @@ class Store:
         A pass walks the chunks indexed when it began; one that is gone or replaced since is
         skipped, one that fails takes its object with it (_corrupt)."""
         try:
+            budget = self.cfg.scrub_rate
+            sent = self._sent
+            while sent and budget > 0 and not self._closing:
+                path, length = sent.popleft()
+                budget -= self._check_chunk(None, path, length)
+            if budget <= 0 or (self._scrub_began is None and now < self._scrub_next):
+                return
             if self._scrub_began is None:
                 self._scrub_began = now
                 with self._lock:
                     self._scrub_todo.extend(
                         (key, ref.path, ref.length) for key, e in self._objs.items()
                         for i, ref in e.chunks.items() if self._owned(chunk_key(key, i)))
-            budget = self.cfg.scrub_rate
             todo = self._scrub_todo
             while todo and budget > 0 and not self._closing:
                 key, path, length = todo.popleft()
-                try:
-                    read_chunk(path, length)
-                except ChunkCorrupt:
-                    self._corrupt(key, path)
-                except OSError:  # evicted, purged or replaced since the pass began
-                    continue
-                budget -= length
-                self.counters["scrubbed_bytes"] += length
+                budget -= self._check_chunk(key, path, length)
             if not todo:
                 self.counters["scrub_passes"] += 1
                 self._scrub_next = self._scrub_began + self.cfg.scrub_interval
                 self._scrub_began = None
         finally:
             self._scrubbing = False
+
+    def _check_chunk(self, key: str | None, path: str, length: int) -> int:
+        """Read one chunk file against its checksum (janitor thread): bytes read. A damaged
+        one takes its object (key None: the object named by the meta beside the file)."""
+        try:
+            read_chunk(path, length)
+        except ChunkCorrupt:
+            if key is None:
+                key = self._key_beside(path)
+            if key is not None:
+                self._corrupt(key, path)
+            else:
+                unlink_quiet(path)  # no readable meta: the next open finds it gone
+        except OSError:  # evicted, purged or replaced since it was queued
+            return 0
+        self.counters["scrubbed_bytes"] += length
+        return length
+
+    def _key_beside(self, path: str) -> str | None:
+        try:
+            with open(f"{os.path.dirname(path)}/{META_NAME}", "rb") as f:
+                return ObjectMeta.from_json(f.read()).key
+        except (OSError, ValueError):
+            return None
 
     def _corrupt(self, key: str, path: str) -> None:
         """A chunk failed its checksum: its whole object goes (on every worker, through the

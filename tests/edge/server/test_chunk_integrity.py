@@ -98,3 +98,45 @@ async def test_without_a_scrub_the_damage_stays_until_a_whole_read(origin, make_
     assert e.node.store.counters["scrubbed_bytes"] == 0
     r = await fetch(client, e.url + path)
     assert r.status == 200 and r.body == body and origin.count(path) == 2
+
+
+async def test_a_damaged_chunk_sent_after_a_restart_is_caught_within_seconds(
+        origin, edge_procs, client, tmp_path):
+    """The scrubber is slowed to one chunk a second over 60 chunks, so its pass would take
+    a minute; a chunk the edge sends by sendfile is checked at its next step instead. The
+    damage reaches at most the clients of those seconds, then the origin's bytes return."""
+    paths = [f"/lib/t{i:02d}.ts" for i in range(20)]
+    for i, p in enumerate(paths):
+        origin.put(p, payload(SIZE, 10 + i), headers=CC)
+    port = free_port()
+    cache = tmp_path / "cache"
+    args = _args(origin.url, cache, port, "--memory-cache", "0")
+    first = EdgeProcess(args)
+    edge_procs.append(first)
+    first.wait_ready()
+    for p in paths:
+        assert (await fetch(client, f"http://127.0.0.1:{port}{p}")).status == 200
+    assert first.term() == 0
+    target, body = paths[7], payload(SIZE, 17)
+    _damage(_chunk_files(cache, target)[2])
+
+    e = EdgeProcess(args + ["--scrub-rate", "1", "--scrub-interval", "86400"])
+    edge_procs.append(e)
+    e.wait_ready()
+    conn = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        served = []
+        for _ in range(40):  # 4 s at most
+            status, _, got = await _get(conn, target)
+            assert status == 200 and len(got) == SIZE
+            served.append(got == body)
+            if got == body and origin.count(target) > 4:
+                break
+            await asyncio.sleep(0.1)
+        assert served[0] is False  # the damaged file went out once, at least
+        assert served[-1] is True, f"still damaged after {len(served)} answers"
+        m = await fetch(client, f"http://127.0.0.1:{port}/metrics")
+        assert _corrupt_count(m.body) == 1
+    finally:
+        conn[1].close()
+    assert e.term() == 0

@@ -116,3 +116,47 @@ def test_promotion_to_memory_checks_the_chunk(make_store):
     s._promote(m, 0)  # what the janitor runs after promote_after disk hits
     assert s.counters["corrupt_chunks"] == 1 and s.counters["promotions"] == 0
     assert s.get_meta(m.key) is None
+
+
+def test_a_chunk_sent_unread_is_checked_ahead_of_the_pass(make_store, tmp_path: Path):
+    """What sendfile sends is never read by us: the scrubber checks such a file at its next
+    step, long before its pass would reach it, and drops its object if it is damaged."""
+    a = make_store(dir=tmp_path / "c")
+    metas = [meta_for(f"/t/s{i}.ts", CS) for i in range(6)]
+    for m in metas:
+        fill(a, m)
+    bad = metas[3]
+    _damage(_chunk_path(a, bad, 0))
+    a.close()
+
+    b = make_store(dir=tmp_path / "c", scrub_rate=CS, scrub_interval=3600.0)  # a restart
+    good = [m for m in metas if m is not bad]
+    for m in good:  # a whole pass over the other five, so that none is due
+        assert b.get_meta(m.key) == m and b.get_chunk(m, 0) is not None
+    steps = 0
+    while b.counters["scrub_passes"] == 0:
+        b.scrub_due(1000.0 + steps)
+        b.flush()
+        steps += 1
+    base = b.counters["scrubbed_bytes"]
+    assert b.counters["corrupt_chunks"] == 0 and base <= 5 * CS
+
+    ref = b.get_chunk(b.get_meta(bad.key), 0)
+    assert ref is not None and ref.data is None
+    b.sent_unread(ref)
+    b.sent_unread(ref)  # queued once
+    b.scrub_due(1010.0)  # no pass is due: the step is for the sent chunk alone
+    b.flush()
+    assert b.counters["corrupt_chunks"] == 1 and b.counters["scrubbed_bytes"] == base + CS
+    assert b.get_meta(bad.key) is None and b.get_chunk(bad, 0) is None
+    b.scrub_due(1011.0)
+    b.flush()
+    assert b.counters["scrubbed_bytes"] == base + CS
+
+    mine = meta_for("/t/new.ts", CS)  # written by this process: its bytes are known good
+    fill(b, mine)
+    b.sent_unread(b.get_chunk(mine, 0))
+    b.scrub_due(1012.0)
+    b.flush()
+    assert b.counters["scrubbed_bytes"] == base + CS
+    b.check()
