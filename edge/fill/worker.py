@@ -73,7 +73,7 @@ def _check_peer_copy(e: ManifestEntry, size: int, etag: str | None) -> None:
     is the truth: what it holds now is filled even if it changed since the plan."""
     if size != e.size:
         raise SourceMissing(f"peer holds {size} bytes, the manifest {e.size}")
-    if e.etag is not None and (etag or "").removeprefix("W/").strip('"') != e.etag:
+    if e.etag is not None and _bare(etag) != e.etag:
         raise SourceMissing(f"peer holds ETag {etag}, the manifest {e.etag}")
 
 
@@ -535,13 +535,19 @@ class FillWorker:
         fls = self.flights
         cs = store.cfg.chunk_size
         claimed: dict[int, ChunkFlight] = {}
+
+        def claim(i: int) -> None:
+            """Chunk i's flight for this request, or out of want: someone else fetches it."""
+            fl = fls.claim(meta, i)  # type: ignore[union-attr]
+            if fl is None:
+                want.discard(i)
+            else:
+                claimed[i] = fl
+
         if fls is not None:
             for i in run:
-                fl = fls.claim(meta, i) if i in want else None
-                if fl is not None:
-                    claimed[i] = fl
-                else:
-                    want.discard(i)
+                if i in want:
+                    claim(i)
         offset = start
         writer = None
         try:
@@ -556,11 +562,7 @@ class FillWorker:
                     if index in want:
                         if writer is None:
                             if fls is not None and index not in claimed:
-                                fl = fls.claim(meta, index)
-                                if fl is None:
-                                    want.discard(index)
-                                else:
-                                    claimed[index] = fl
+                                claim(index)
                             if index in want:
                                 writer = store.new_writer(meta, index)
                         if writer is not None:

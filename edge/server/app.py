@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -141,18 +142,15 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         self.tokens = cfg.tokens.secrets if cfg.tokens.required else None
         self.hit_for_pass: dict[str, float] = {}
         self.negative = NegativeCache(cfg.origin.negative_ttl)
-        try:
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
-        if hasattr(store, "on_change"):
-            store.on_change = self._store_changed
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        store.on_change = self._store_changed
         self._views: dict[int, MetaView] = {}
         self._paths: dict[str, str] = {}  # raw path -> normalized (memo for the hit path)
         self.hot: dict[str, HotEntry] = {}  # raw request target -> ready answer
         self.hot_bytes = 0
         # open chunk files for sendfile (see edge.server.fdcache)
-        self.fds = FdCache(on_open=getattr(store, "sent_unread", None))
+        self.fds = FdCache(on_open=store.sent_unread)
         self.hot_touched: list[HotEntry] = []  # entries hit since the last flush_hot_hits
         self.hot_direct_hits = 0  # hot answers not yet counted (fold_hot_counts)
         self.hot_direct_bytes = 0  # their body bytes
@@ -179,18 +177,10 @@ class EdgeApp(HotPath, BodySender, StreamAnswers, PassThrough, RemoteHits):
         Nothing to do (the common case: every stored miss calls this) costs no loop wakeup."""
         if not self.negative.entries:
             return
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            self.negative.forget(key, prefix)
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if threading.get_ident() == self._loop_thread or self.loop.is_closed():
             self.negative.forget(key, prefix)
         else:
-            loop.call_soon_threadsafe(self.negative.forget, key, prefix)
+            self.loop.call_soon_threadsafe(self.negative.forget, key, prefix)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)

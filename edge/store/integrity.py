@@ -1,9 +1,10 @@
 """Chunk checksums. A chunk file carries the CRC-32 of its bytes in an extended attribute,
 set on the temporary file before the rename that makes it visible (so it is as durable as the
 bytes). A chunk damaged on disk later (same length, other bytes: a bad sector, a stray write)
-is then caught by any whole read of it, the memory tier's copy and the scrubber's pass, and its
+is then caught by any whole read of it, the memory tier's copy and the scrubber, and its
 object is dropped and fetched again instead of being served. A sendfile hit cannot look at
-the bytes it sends: how long damage can be served is bounded by the scrub pass.
+the bytes it sends, so such a file is checked at the scrubber's next step
+(``Store.sent_unread``): damage reaches at most the clients of that moment.
 
 A filesystem without user xattrs (or a chunk written before checksums existed) just has no
 recorded sum: such chunks are read as before, unchecked."""

@@ -491,12 +491,11 @@ class Store:
             return 0
         if not keys:
             return 0
-        if self.on_change is not None:
-            for key in keys:
-                if key.startswith(PREFIX_MARK):
-                    self.on_change(key[len(PREFIX_MARK):], True)
-                else:
-                    self.on_change(key, False)
+        for key in keys:
+            if key.startswith(PREFIX_MARK):
+                self._changed(key[len(PREFIX_MARK):], True)
+            else:
+                self._changed(key)
         with self._lock:
             self._changes += 1
             dropped = []
