@@ -175,6 +175,18 @@ def whole(r: Outcome, body: bytes) -> None:
     assert r.body == body
 
 
+async def _cached(s3edge: Any, client: Any, s3: Any, bucket: str, key: str, body: bytes,
+                  **put: Any) -> tuple[Any, str]:
+    """key put in S3 (with put's extra fields), then fetched whole through a new edge and
+    left stored (settled): the edge and the object's URL."""
+    s3.put_object(Bucket=bucket, Key=key, Body=body, **put)
+    edge = s3edge()
+    u = f"{edge.url}/{key}"
+    whole(await attempt(client, u), body)
+    edge.settle()
+    return edge, u
+
+
 def judge(o: Outcome, *bodies: bytes) -> str | None:
     """None when the answer to a request that met a fault is acceptable: a cut (the client
     saw an error), a 502/504 with a reason, or a 200 whose body is exactly one of
@@ -464,11 +476,7 @@ async def test_deleted_while_cached_then_revalidated(s3_endpoint, s3_bucket, s3e
                                                      client):
     body = payload(2 * CHUNK, seed=5)
     s3 = _s3(s3_endpoint)
-    s3.put_object(Bucket=s3_bucket, Key="d.bin", Body=body)
-    edge = s3edge()
-    u = edge.url + "/d.bin"
-    whole(await attempt(client, u), body)
-    edge.settle()
+    edge, u = await _cached(s3edge, client, s3, s3_bucket, "d.bin", body)
     s3.delete_object(Bucket=s3_bucket, Key="d.bin")
     whole(await attempt(client, u), body)  # fresh for its TTL: a hit, S3 not asked
     edge.call(edge.node.store.purge, "/d.bin", None, True)  # stale: revalidate before reuse
@@ -695,11 +703,7 @@ async def test_no_cache_object_revalidates_every_time(s3_endpoint, s3_bucket, s3
                                                       client):
     s3 = _s3(s3_endpoint)
     one, two = payload(CHUNK + 3, seed=50), payload(CHUNK + 3, seed=51)
-    s3.put_object(Bucket=s3_bucket, Key="nc.bin", Body=one, CacheControl="no-cache")
-    edge = s3edge()
-    u = edge.url + "/nc.bin"
-    whole(await attempt(client, u), one)
-    edge.settle()
+    edge, u = await _cached(s3edge, client, s3, s3_bucket, "nc.bin", one, CacheControl="no-cache")
     r = await attempt(client, u)
     whole(r, one)
     last = s3proxy.gets(f"{s3_bucket}/nc.bin")[-1]
@@ -748,11 +752,7 @@ async def test_revalidation_when_size_changes(before, after, s3_endpoint, s3_buc
                                               client):
     s3 = _s3(s3_endpoint)
     b1, b2 = payload(before, seed=60), payload(after, seed=61)
-    s3.put_object(Bucket=s3_bucket, Key="sz.bin", Body=b1)
-    edge = s3edge()
-    u = edge.url + "/sz.bin"
-    whole(await attempt(client, u), b1)
-    edge.settle()
+    edge, u = await _cached(s3edge, client, s3, s3_bucket, "sz.bin", b1)
     s3.put_object(Bucket=s3_bucket, Key="sz.bin", Body=b2)
     edge.call(edge.node.store.purge, "/sz.bin", None, True)
     whole(await attempt(client, u), b2)
@@ -862,11 +862,7 @@ async def test_unicode_nfc_and_nfd_keys_are_distinct(s3_endpoint, s3_bucket, s3e
 async def test_ranged_revalidation_after_shrink_to_empty(s3_endpoint, s3_bucket, s3edge, client):
     body = payload(3 * CHUNK, seed=73)
     s3 = _s3(s3_endpoint)
-    s3.put_object(Bucket=s3_bucket, Key="se.bin", Body=body)
-    edge = s3edge()
-    u = edge.url + "/se.bin"
-    whole(await attempt(client, u), body)
-    edge.settle()
+    edge, u = await _cached(s3edge, client, s3, s3_bucket, "se.bin", body)
     s3.put_object(Bucket=s3_bucket, Key="se.bin", Body=b"")
     edge.call(edge.node.store.purge, "/se.bin", None, True)
     r = await attempt(client, u, {"Range": f"bytes={2 * CHUNK}-"})
@@ -979,11 +975,7 @@ async def test_fault_mid_body_of_a_changed_object_on_revalidation(how, s3_endpoi
                                                                   s3edge, s3proxy, client):
     old, new = payload(2 * CHUNK + 1, seed=95), payload(2 * CHUNK + 1, seed=96)
     s3 = _s3(s3_endpoint)
-    s3.put_object(Bucket=s3_bucket, Key="rv.bin", Body=old)
-    edge = s3edge()
-    u = edge.url + "/rv.bin"
-    whole(await attempt(client, u), old)
-    edge.settle()
+    edge, u = await _cached(s3edge, client, s3, s3_bucket, "rv.bin", old)
     s3.put_object(Bucket=s3_bucket, Key="rv.bin", Body=new)
     edge.call(edge.node.store.purge, "/rv.bin", None, True)
     fault = Fault(stall_after=1000) if how == "stall" else Fault(cut_after=1000)
