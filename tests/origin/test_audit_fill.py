@@ -78,6 +78,16 @@ async def _run_until(w: FillWorker, cond, timeout: float = 20.0) -> dict:
         await task
 
 
+async def _one_fill_with(peer, store, client, s3_bucket: str, s3_endpoint: str) -> None:
+    """One fill pass of the manifest in S3 while peer (already started) serves; then it is
+    closed."""
+    w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
+    try:
+        await _run_until(w, lambda: w.state in ("complete", "retrying"))
+    finally:
+        await peer.close()
+
+
 def _no_chunk_of(store, path: str) -> bool:
     meta = store.get_meta(path)
     return meta is None or all(store.get_chunk(meta, i) is None
@@ -349,11 +359,7 @@ async def test_peer_with_another_etag_than_the_manifest_is_not_trusted(
     etag = _etag(s3_endpoint, s3_bucket, p0)
     _put_manifest_doc(s3_endpoint, s3_bucket,
                       _manifest(_entries(objects, {p0: etag}), {"lon-2": peer.url}).to_json())
-    w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
-    try:
-        await _run_until(w, lambda: w.state in ("complete", "retrying"))
-    finally:
-        await peer.close()
+    await _one_fill_with(peer, store, client, s3_bucket, s3_endpoint)
     assert _stored(store, p0) == objects[p0]
 
 
@@ -366,11 +372,7 @@ async def test_peer_with_another_size_than_the_manifest_is_not_trusted(
     await peer.start()
     _put_manifest_doc(s3_endpoint, s3_bucket,
                       _manifest(_entries(objects), {"lon-2": peer.url}).to_json())
-    w = FillWorker(store, client, _cfg(s3_bucket, s3_endpoint), edge="lon-1", site="lon")
-    try:
-        await _run_until(w, lambda: w.state in ("complete", "retrying"))
-    finally:
-        await peer.close()
+    await _one_fill_with(peer, store, client, s3_bucket, s3_endpoint)
     assert _stored(store, p0) == objects[p0]
 
 
